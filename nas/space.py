@@ -1,0 +1,276 @@
+"""The search space: one description that drives the supernet, the profilers, the predictor and export.
+
+An :class:`Arch` is plain data: a width per stage and, per block slot of the space, whether the block
+is kept, its FFN expansion ratio and whether it carries attention. It round-trips through JSON::
+
+    {"widths": [32, 48, 96, 176],
+     "blocks": [[{"keep": true, "ratio": 4, "attn": false}, ...], ...]}
+
+A :class:`SearchSpace` says which values each field may take. The published S0/S1/S2/L networks are
+points of :data:`DEFAULT_SPACE` (:meth:`SearchSpace.canonical`).
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig, NetConfig
+
+__all__ = ["BlockChoice", "Arch", "SearchSpace", "ArchError", "DEFAULT_SPACE", "TINY_SPACE", "get_space"]
+
+NUM_STAGES = 4
+
+
+class ArchError(ValueError):
+    """An architecture that is not a point of the search space (the message lists every problem)."""
+
+
+def _num(x: float):
+    """Render 3.0 as 3 in JSON, keep 2.5 as 2.5."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+@dataclass(frozen=True)
+class BlockChoice:
+    keep: bool = True
+    ratio: float = 4
+    attn: bool = False
+
+    def to_dict(self) -> dict:
+        return {"keep": self.keep, "ratio": _num(self.ratio), "attn": self.attn}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A point of a search space: stage widths and per-slot block choices."""
+    widths: tuple[int, ...]
+    blocks: tuple[tuple[BlockChoice, ...], ...]
+
+    # -- plain-data round trip -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"widths": list(self.widths), "blocks": [[b.to_dict() for b in s] for s in self.blocks]}
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Arch":
+        if not isinstance(d, dict) or "widths" not in d or "blocks" not in d:
+            raise ArchError('an architecture is a JSON object with keys "widths" and "blocks"')
+        try:
+            blocks = tuple(tuple(BlockChoice(keep=bool(b.get("keep", True)), ratio=b["ratio"],
+                                             attn=bool(b.get("attn", False))) for b in stage)
+                           for stage in d["blocks"])
+            return cls(tuple(int(w) for w in d["widths"]), blocks)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ArchError(f"malformed architecture ({e!r}): every block needs at least a "
+                            f'"ratio"; "keep" and "attn" default to true and false') from None
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "Arch":
+        p = Path(str(text_or_path))
+        text = p.read_text() if not str(text_or_path).lstrip().startswith("{") and p.exists() \
+            else str(text_or_path)
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ArchError(f"not valid JSON: {e}") from None
+
+    # -- views ----------------------------------------------------------------------------------
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(sum(b.keep for b in s) for s in self.blocks)
+
+    @property
+    def num_attn(self) -> int:
+        return sum(b.keep and b.attn for s in self.blocks for b in s)
+
+    def kept(self) -> Iterator[tuple[int, int, BlockChoice]]:
+        """(stage, slot, choice) of every kept block, in network order."""
+        for s, stage in enumerate(self.blocks):
+            for j, b in enumerate(stage):
+                if b.keep:
+                    yield s, j, b
+
+    def net_config(self, num_classes: int = 1000, distillation: bool = True, in_chans: int = 3) -> NetConfig:
+        """The concrete network (dropped blocks removed) for :class:`models.EfficientFormerV2`."""
+        blocks = tuple(tuple(BlockConfig(float(b.ratio), b.attn) for b in s if b.keep) for s in self.blocks)
+        return NetConfig(tuple(self.widths), blocks, num_classes=num_classes, in_chans=in_chans,
+                         distillation=distillation)
+
+    def replace(self, *, widths=None, stage: int | None = None, slot: int | None = None, **block_kw) -> "Arch":
+        """A copy with a new width tuple and/or one block slot changed (``keep``, ``ratio``, ``attn``)."""
+        blocks = [list(s) for s in self.blocks]
+        if stage is not None:
+            old = blocks[stage][slot]
+            blocks[stage][slot] = BlockChoice(**{**old.__dict__, **block_kw})
+        return Arch(tuple(widths or self.widths), tuple(tuple(s) for s in blocks))
+
+    def summary(self) -> str:
+        parts = []
+        for s, (w, stage) in enumerate(zip(self.widths, self.blocks)):
+            toks = "".join(("A" if b.attn else "F") + f"{_num(b.ratio)}" + " " for b in stage if b.keep)
+            parts.append(f"stage{s + 1} w={w} d={sum(b.keep for b in stage)} [{toks.strip()}]")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which widths, depths, ratios and attention placements are allowed.
+
+    ``widths[s]`` lists stage ``s``'s width choices, ``max_depths[s]`` its number of block slots,
+    ``min_depths[s]`` how many slots must stay kept, ``ratios`` the FFN expansion ratios and
+    ``attn_stages`` the stages (0-based) whose blocks may carry attention.
+    """
+    name: str
+    widths: tuple[tuple[int, ...], ...]
+    max_depths: tuple[int, ...]
+    ratios: tuple[float, ...] = (2, 3, 4)
+    min_depths: tuple[int, ...] = (1, 1, 1, 1)
+    attn_stages: tuple[int, ...] = ATTN_STAGES
+
+    def __post_init__(self):
+        if not (len(self.widths) == len(self.max_depths) == len(self.min_depths) == NUM_STAGES):
+            raise ValueError("a search space describes exactly 4 stages")
+        object.__setattr__(self, "widths", tuple(tuple(sorted(w)) for w in self.widths))
+        object.__setattr__(self, "ratios", tuple(sorted(self.ratios)))
+
+    # -- validation -----------------------------------------------------------------------------
+    def errors(self, arch: Arch) -> list[str]:
+        errs = []
+        if len(arch.widths) != NUM_STAGES or len(arch.blocks) != NUM_STAGES:
+            return [f"expected {NUM_STAGES} stages, got {len(arch.widths)} widths and {len(arch.blocks)} block lists"]
+        for s in range(NUM_STAGES):
+            n = f"stage {s + 1}"
+            if arch.widths[s] not in self.widths[s]:
+                errs.append(f"{n}: width {arch.widths[s]} is not one of {list(self.widths[s])}")
+            if len(arch.blocks[s]) != self.max_depths[s]:
+                errs.append(f"{n}: {len(arch.blocks[s])} block slots given, the space has {self.max_depths[s]}")
+            d = arch.depths[s]
+            if d < self.min_depths[s]:
+                errs.append(f"{n}: {d} blocks kept, at least {self.min_depths[s]} required")
+            for j, b in enumerate(arch.blocks[s]):
+                if b.ratio not in self.ratios:
+                    errs.append(f"{n} block {j}: expansion ratio {b.ratio} is not one of {list(self.ratios)}")
+                if b.attn and s not in self.attn_stages:
+                    errs.append(f"{n} block {j}: attention is only allowed in stages "
+                                f"{[x + 1 for x in self.attn_stages]}")
+        return errs
+
+    def validate(self, arch: Arch) -> Arch:
+        errs = self.errors(arch)
+        if errs:
+            raise ArchError(f"architecture is not in search space {self.name!r}:\n  - " + "\n  - ".join(errs))
+        return arch
+
+    def contains(self, arch: Arch) -> bool:
+        return not self.errors(arch)
+
+    # -- distinguished points -------------------------------------------------------------------
+    def max_arch(self) -> Arch:
+        """Largest subnet: widest, deepest, largest ratio, attention wherever allowed."""
+        return Arch(tuple(w[-1] for w in self.widths),
+                    tuple(tuple(BlockChoice(True, self.ratios[-1], s in self.attn_stages) for _ in range(d))
+                          for s, d in enumerate(self.max_depths)))
+
+    def min_arch(self) -> Arch:
+        """Smallest subnet: narrowest, the last ``min_depths`` slots kept, smallest ratio, no attention."""
+        return Arch(tuple(w[0] for w in self.widths),
+                    tuple(tuple(BlockChoice(j >= d - m, self.ratios[0], False) for j in range(d))
+                          for d, m in zip(self.max_depths, self.min_depths)))
+
+    def sample(self, rng: random.Random | int | None = None, keep_prob: float = 0.7,
+               attn_prob: float = 0.5) -> Arch:
+        """A uniformly random width/ratio per choice; each slot kept with ``keep_prob``."""
+        rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+        blocks = []
+        for s, d in enumerate(self.max_depths):
+            keep = [rng.random() < keep_prob for _ in range(d)]
+            while sum(keep) < self.min_depths[s]:
+                keep[rng.randrange(d)] = True
+            blocks.append(tuple(BlockChoice(k, rng.choice(self.ratios),
+                                            s in self.attn_stages and rng.random() < attn_prob)
+                                for k in keep))
+        return Arch(tuple(rng.choice(w) for w in self.widths), tuple(blocks))
+
+    def canonical(self, variant: str) -> Arch:
+        """A published variant placed in this space's slots.
+
+        A stage of depth ``d`` with ``v`` attention blocks keeps its first ``d - v`` slots as plain FFN
+        blocks and its last ``v`` slots as attention blocks, so attention stays at the end of the stage
+        as in the official network. Dropped slots keep the ratio of the nearest slot for readability.
+        """
+        key = variant.lower().replace("efficientformerv2_", "")
+        if key not in VARIANTS:
+            raise ArchError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
+        v = VARIANTS[key]
+        blocks = []
+        for s, (depth, ratios) in enumerate(zip(v["depths"], v["ratios"])):
+            D = self.max_depths[s]
+            vit = v["vit_num"] if s in ATTN_STAGES else 0
+            if depth > D:
+                raise ArchError(f"{variant} has {depth} blocks in stage {s + 1}; space {self.name!r} has {D} slots")
+            slots = list(range(depth - vit)) + list(range(D - vit, D))
+            stage = [BlockChoice(False, ratios[min(j, depth - 1)], False) for j in range(D)]
+            for i, j in enumerate(slots):
+                stage[j] = BlockChoice(True, ratios[i], i >= depth - vit)
+            blocks.append(tuple(stage))
+        return self.validate(Arch(tuple(v["widths"]), tuple(blocks)))
+
+    def hidden_choices(self, stage: int) -> list[int]:
+        return sorted({BlockConfig(r).hidden(w) for w in self.widths[stage] for r in self.ratios})
+
+    def cardinality(self) -> int:
+        """Number of distinct architectures (counting dropped slots' ratio/attn as irrelevant)."""
+        total = 1
+        for s, d in enumerate(self.max_depths):
+            per_block = len(self.ratios) * (2 if s in self.attn_stages else 1)
+            # sum over kept counts k >= min_depth of C(d, k) * per_block^k
+            from math import comb
+            total *= len(self.widths[s]) * sum(comb(d, k) * per_block ** k for k in range(self.min_depths[s], d + 1))
+        return total
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "widths": [list(w) for w in self.widths], "max_depths": list(self.max_depths),
+                "min_depths": list(self.min_depths), "ratios": [_num(r) for r in self.ratios],
+                "attn_stages": list(self.attn_stages)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchSpace":
+        return cls(d["name"], tuple(tuple(w) for w in d["widths"]), tuple(d["max_depths"]),
+                   tuple(d.get("ratios", (2, 3, 4))), tuple(d.get("min_depths", (1, 1, 1, 1))),
+                   tuple(d.get("attn_stages", ATTN_STAGES)))
+
+
+#: The default space: every published variant (S0, S1, S2, L) is a point of it; L's depths are the slots.
+DEFAULT_SPACE = SearchSpace(
+    name="efficientformerv2",
+    widths=((16, 24, 32, 40), (32, 48, 64, 80), (64, 96, 120, 144, 168, 192), (128, 176, 224, 288, 336, 384)),
+    max_depths=(5, 5, 15, 10),
+    ratios=(2, 3, 4),
+)
+
+#: A small space for tests and quick demos (seconds to profile, train and search on a CPU).
+TINY_SPACE = SearchSpace(
+    name="tiny",
+    widths=((16, 24), (24, 32), (32, 48), (48, 64)),
+    max_depths=(1, 1, 3, 2),
+    ratios=(2, 4),
+)
+
+SPACES = {s.name: s for s in (DEFAULT_SPACE, TINY_SPACE)}
+
+
+def get_space(name_or_path: str | SearchSpace = DEFAULT_SPACE.name) -> SearchSpace:
+    """A registered space by name, or one read from a JSON file of :meth:`SearchSpace.to_dict`."""
+    if isinstance(name_or_path, SearchSpace):
+        return name_or_path
+    if name_or_path in SPACES:
+        return SPACES[name_or_path]
+    p = Path(name_or_path)
+    if p.suffix == ".json" and p.exists():
+        return SearchSpace.from_dict(json.loads(p.read_text()))
+    raise KeyError(f"unknown search space {name_or_path!r}; built-in: {sorted(SPACES)} (or a path to a .json)")

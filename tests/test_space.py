@@ -1,0 +1,109 @@
+import json
+import random
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models import EfficientFormerV2, create_model
+from nas.metrics import MES, count_macs, count_params
+from nas.space import DEFAULT_SPACE, TINY_SPACE, Arch, ArchError, SearchSpace, get_space
+
+VARIANTS = ["s0", "s1", "s2", "l"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_published_variants_are_points_of_the_default_space(variant):
+    arch = DEFAULT_SPACE.canonical(variant)
+    assert DEFAULT_SPACE.contains(arch)
+    built = EfficientFormerV2(arch.net_config())
+    ref = create_model(variant)
+    assert built.cfg.blocks == ref.cfg.blocks and built.cfg.widths == ref.cfg.widths
+
+
+def test_json_round_trip_and_file(tmp_path):
+    for arch in [DEFAULT_SPACE.canonical("s1"), DEFAULT_SPACE.sample(3), TINY_SPACE.min_arch()]:
+        again = Arch.from_json(arch.to_json())
+        assert again == arch
+        assert json.loads(arch.to_json()) == arch.to_dict()
+    p = tmp_path / "arch.json"
+    p.write_text(DEFAULT_SPACE.canonical("s0").to_json(indent=2))
+    assert Arch.from_json(p) == DEFAULT_SPACE.canonical("s0")
+
+
+def test_validation_lists_every_problem():
+    arch = DEFAULT_SPACE.canonical("s0")
+    bad = arch.replace(widths=(32, 50, 96, 176)).replace(stage=0, slot=0, attn=True)
+    bad = bad.replace(stage=2, slot=0, ratio=5)
+    with pytest.raises(ArchError) as e:
+        DEFAULT_SPACE.validate(bad)
+    msg = str(e.value)
+    assert "stage 2: width 50 is not one of" in msg
+    assert "stage 1 block 0: attention is only allowed in stages [3, 4]" in msg
+    assert "stage 3 block 0: expansion ratio 5 is not one of [2, 3, 4]" in msg
+    dropped = arch
+    for j in range(5):
+        dropped = dropped.replace(stage=0, slot=j, keep=False)
+    with pytest.raises(ArchError, match="0 blocks kept, at least 1 required"):
+        DEFAULT_SPACE.validate(dropped)
+    with pytest.raises(ArchError, match="stage 3: 3 block slots given, the space has 15"):
+        DEFAULT_SPACE.validate(TINY_SPACE.max_arch().replace(widths=(32, 48, 96, 176)))
+
+
+def test_malformed_json_is_a_clear_error():
+    with pytest.raises(ArchError, match="not valid JSON"):
+        Arch.from_json("{widths: [1")
+    with pytest.raises(ArchError, match='keys "widths" and "blocks"'):
+        Arch.from_json('{"width": [32]}')
+    with pytest.raises(ArchError, match='needs at least a "ratio"'):
+        Arch.from_json('{"widths": [1,2,3,4], "blocks": [[{"keep": true}], [], [], []]}')
+
+
+def test_samples_and_extremes_are_valid():
+    for space in (DEFAULT_SPACE, TINY_SPACE):
+        rng = random.Random(0)
+        for _ in range(50):
+            space.validate(space.sample(rng))
+        big, small = space.max_arch(), space.min_arch()
+        space.validate(big), space.validate(small)
+        assert count_params(big) > count_params(small)
+
+
+@pytest.mark.parametrize("img_size", [64, 224])
+def test_analytic_params_and_macs_equal_the_built_model(img_size):
+    archs = [DEFAULT_SPACE.canonical(v) for v in VARIANTS] + [DEFAULT_SPACE.sample(i) for i in range(4)]
+    for arch in archs:
+        for distill in (True, False):
+            net = EfficientFormerV2(arch.net_config(num_classes=100, distillation=distill), img_size=img_size).eval()
+            assert count_params(arch, 100, img_size, distill) == sum(p.numel() for p in net.parameters())
+            with FlopCounterMode(display=False) as fc, torch.no_grad():
+                net(torch.randn(1, 3, img_size, img_size))
+            assert 2 * count_macs(arch, img_size, 100, distill) == fc.get_total_flops()
+
+
+def test_paper_macs_are_reproduced():
+    gmacs = {v: count_macs(DEFAULT_SPACE.canonical(v)) / 1e9 for v in VARIANTS}
+    assert [round(gmacs[v], 2) for v in VARIANTS] == [0.40, 0.65, 1.25, 2.55]
+
+
+def test_mes_defaults_and_custom_units():
+    mes = MES()
+    assert mes(params=3.5e6, latency_ms=0.9) == pytest.approx(102.87, abs=0.01)
+    assert mes(params=26.1e6, latency_ms=2.7) == pytest.approx(12.56, abs=0.01)
+    assert mes(params=3e6, latency_ms=1.0) == 100.0
+    lat_only = MES(units={"latency_ms": 2.0}, alphas={"latency_ms": 1.0})
+    assert lat_only(latency_ms=4.0) == 50.0
+    with pytest.raises(KeyError, match="energy"):
+        mes(energy=1.0)
+    with pytest.raises(ValueError):
+        mes(latency_ms=0)
+
+
+def test_space_lookup_and_serialisation(tmp_path):
+    assert get_space("tiny") is TINY_SPACE
+    p = tmp_path / "space.json"
+    p.write_text(json.dumps(TINY_SPACE.to_dict()))
+    assert get_space(str(p)) == TINY_SPACE
+    with pytest.raises(KeyError, match="unknown search space"):
+        get_space("huge")
+    assert DEFAULT_SPACE.cardinality() > 10 ** 20

@@ -1,0 +1,58 @@
+import random
+
+import pytest
+import torch
+
+from models import EfficientFormerV2
+from nas.space import DEFAULT_SPACE, TINY_SPACE, ArchError
+from nas.supernet import SlimmableSupernet, SwitchableBatchNorm2d
+
+
+@pytest.mark.parametrize("space", [TINY_SPACE, DEFAULT_SPACE], ids=lambda s: s.name)
+def test_extracted_subnet_equals_active_path(space, randomize):
+    net = randomize(SlimmableSupernet(space, num_classes=10, img_size=64), seed=2).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    rng = random.Random(1)
+    archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(4)]
+    outs = []
+    for arch in archs:
+        with torch.no_grad():
+            y_super = net.set_active(arch)(x)
+            sub = net.extract(arch)
+            y_sub = sub(x)
+        assert isinstance(sub, EfficientFormerV2) and not isinstance(sub, SlimmableSupernet)
+        assert y_super.abs().mean() > 1e-3
+        torch.testing.assert_close(y_sub, y_super, atol=1e-5, rtol=1e-4)
+        outs.append(y_super)
+    assert not torch.allclose(outs[0], outs[1])            # different subnets compute different functions
+
+
+def test_published_variants_extract_to_the_plain_model():
+    net = SlimmableSupernet(DEFAULT_SPACE, num_classes=10, img_size=64)
+    for v in ("s0", "l"):
+        arch = DEFAULT_SPACE.canonical(v)
+        sub = net.extract(arch)
+        plain = EfficientFormerV2(arch.net_config(num_classes=10), img_size=64)
+        assert {k: t.shape for k, t in sub.state_dict().items()} == \
+               {k: t.shape for k, t in plain.state_dict().items()}
+        plain.load_state_dict(sub.state_dict())                 # strict
+
+
+def test_training_step_updates_only_the_active_private_bn():
+    net = SlimmableSupernet(TINY_SPACE, num_classes=4, img_size=64).train()
+    arch = TINY_SPACE.min_arch()
+    net.set_active(arch)
+    norm = net.norm
+    assert isinstance(norm, SwitchableBatchNorm2d)
+    before = {k: bn.running_mean.clone() for k, bn in norm.bns.items()}
+    out = net(torch.randn(4, 3, 64, 64))
+    out.sum().backward()
+    changed = {k for k, bn in norm.bns.items() if not torch.equal(bn.running_mean, before[k])}
+    assert changed == {str(arch.widths[3])}
+    assert net.stem.conv1.conv.weight.grad is not None
+
+
+def test_set_active_rejects_archs_outside_the_space():
+    net = SlimmableSupernet(TINY_SPACE, num_classes=4, img_size=64)
+    with pytest.raises(ArchError):
+        net.set_active(DEFAULT_SPACE.canonical("s0"))
