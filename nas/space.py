@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from math import comb
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -229,9 +230,84 @@ class SearchSpace:
         for s, d in enumerate(self.max_depths):
             per_block = len(self.ratios) * (2 if s in self.attn_stages else 1)
             # sum over kept counts k >= min_depth of C(d, k) * per_block^k
-            from math import comb
             total *= len(self.widths[s]) * sum(comb(d, k) * per_block ** k for k in range(self.min_depths[s], d + 1))
         return total
+
+    # -- vector encoding (for vectorised prediction and samplers) ---------------------------------
+    @property
+    def num_slots(self) -> int:
+        return sum(self.max_depths)
+
+    @property
+    def encoding_width(self) -> int:
+        """Columns of :meth:`encode`: 4 width indices, then ``keep`` of every slot (network order), then
+        every slot's ratio index, then every slot's ``attn``."""
+        return NUM_STAGES + 3 * self.num_slots
+
+    def encode(self, archs: Sequence[Arch]) -> "np.ndarray":
+        """``int8`` matrix, one row per arch (see :attr:`encoding_width`); archs must be in this space."""
+        import numpy as np
+        n_slots = self.num_slots
+        out = np.zeros((len(archs), self.encoding_width), dtype=np.int8)
+        widx = [{w: i for i, w in enumerate(ws)} for ws in self.widths]
+        ridx = {r: i for i, r in enumerate(self.ratios)}
+        k0, r0, a0 = NUM_STAGES, NUM_STAGES + n_slots, NUM_STAGES + 2 * n_slots
+        for n, a in enumerate(archs):
+            row = out[n]
+            try:
+                row[:NUM_STAGES] = [widx[s][w] for s, w in enumerate(a.widths)]
+                flat = [b for stage in a.blocks for b in stage]
+                if len(flat) != n_slots:
+                    raise ValueError
+                row[k0:r0] = [b.keep for b in flat]
+                row[r0:a0] = [ridx[b.ratio] for b in flat]
+                row[a0:] = [b.attn for b in flat]
+            except (KeyError, ValueError):
+                self.validate(a)
+                raise
+        return out
+
+    def decode(self, codes) -> list[Arch]:
+        """Inverse of :meth:`encode`."""
+        n_slots = self.num_slots
+        archs = []
+        for row in codes:
+            widths = tuple(self.widths[s][int(row[s])] for s in range(NUM_STAGES))
+            c, blocks = 0, []
+            for d in self.max_depths:
+                blocks.append(tuple(
+                    BlockChoice(bool(row[NUM_STAGES + j]), self.ratios[int(row[NUM_STAGES + n_slots + j])],
+                                bool(row[NUM_STAGES + 2 * n_slots + j])) for j in range(c, c + d)))
+                c += d
+            archs.append(Arch(widths, tuple(blocks)))
+        return archs
+
+    def sample_encoded(self, n: int, seed: int | None = None, keep_prob: float = 0.7,
+                       attn_prob: float = 0.5) -> "np.ndarray":
+        """``n`` random valid architectures, already encoded (fast: no Python object per arch)."""
+        import numpy as np
+        rng = np.random.default_rng(seed)
+        S = self.num_slots
+        out = np.zeros((n, self.encoding_width), dtype=np.int8)
+        for s in range(NUM_STAGES):
+            out[:, s] = rng.integers(0, len(self.widths[s]), n)
+        keep = rng.random((n, S)) < keep_prob
+        attn = rng.random((n, S)) < attn_prob
+        c = 0
+        for s, d in enumerate(self.max_depths):
+            k = keep[:, c:c + d]
+            short = k.sum(1) < self.min_depths[s]
+            while short.any():                       # force extra kept slots where too few
+                idx = np.flatnonzero(short)
+                k[idx, rng.integers(0, d, len(idx))] = True
+                short = k.sum(1) < self.min_depths[s]
+            if s not in self.attn_stages:
+                attn[:, c:c + d] = False
+            c += d
+        out[:, NUM_STAGES:NUM_STAGES + S] = keep
+        out[:, NUM_STAGES + S:NUM_STAGES + 2 * S] = rng.integers(0, len(self.ratios), (n, S))
+        out[:, NUM_STAGES + 2 * S:] = attn
+        return out
 
     def to_dict(self) -> dict:
         return {"name": self.name, "widths": [list(w) for w in self.widths], "max_depths": list(self.max_depths),

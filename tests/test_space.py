@@ -107,3 +107,18 @@ def test_space_lookup_and_serialisation(tmp_path):
     with pytest.raises(KeyError, match="unknown search space"):
         get_space("huge")
     assert DEFAULT_SPACE.cardinality() > 10 ** 20
+
+
+def test_vector_encoding_round_trips_and_samples_are_valid():
+    archs = [DEFAULT_SPACE.sample(i) for i in range(30)] + [DEFAULT_SPACE.canonical(v) for v in VARIANTS]
+    codes = DEFAULT_SPACE.encode(archs)
+    assert codes.shape == (len(archs), DEFAULT_SPACE.encoding_width)
+    assert DEFAULT_SPACE.decode(codes) == archs
+    sampled = DEFAULT_SPACE.sample_encoded(500, seed=0)
+    decoded = DEFAULT_SPACE.decode(sampled)
+    for a in decoded:
+        DEFAULT_SPACE.validate(a)
+    assert (DEFAULT_SPACE.encode(decoded) == sampled).all()
+    assert len({a.to_json() for a in decoded}) == 500
+    with pytest.raises(ArchError):
+        DEFAULT_SPACE.encode([TINY_SPACE.max_arch()])
