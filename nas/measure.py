@@ -1,0 +1,76 @@
+"""End-to-end measurement of whole networks on a table's runtime (for calibration and validation).
+
+Each measured network is appended to a CSV as soon as it is done, so a killed run resumes where it
+stopped; networks are built from their architecture with :class:`models.EfficientFormerV2` and timed
+with the same profiler plugin and protocol as the table's blocks.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from models import EfficientFormerV2
+
+from .space import Arch
+
+__all__ = ["make_profiler", "measure_archs", "fidelity"]
+
+COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at"]
+
+
+def make_profiler(device: str, runtime: str | None = None, threads: int | None = None):
+    """The profiler plugin instance for ``device`` (and ``runtime``, default the device's own)."""
+    from profilers import get_profiler
+    from profilers.devices import get_device
+    dev = get_device(device)
+    rt = runtime or dev.runtime
+    return get_profiler(rt)(dev, threads=threads)
+
+
+def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size: int = 224,
+                  num_classes: int = 1000, desc: str = "measuring networks") -> pd.DataFrame:
+    """Measure every arch end to end (resuming from ``out_csv``); returns the rows for ``archs``."""
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    done = pd.read_csv(out_csv) if out_csv.exists() and out_csv.stat().st_size else pd.DataFrame(columns=COLUMNS)
+    have = set(done["arch"])
+    todo = [a for a in archs if a.to_json() not in have]
+    if todo:
+        new_file = not out_csv.exists() or not out_csv.stat().st_size
+        with open(out_csv, "a") as f:
+            if new_file:
+                f.write(",".join(COLUMNS) + "\n")
+            for arch in tqdm(todo, desc=desc, unit="net"):
+                torch.manual_seed(0)
+                net = EfficientFormerV2(arch.net_config(num_classes), img_size=img_size).eval()
+                st = profiler.profile_module(net, (1, 3, img_size, img_size))
+                row = pd.DataFrame([[arch.to_json(), st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms,
+                                     st.cv, st.n, time.strftime("%Y-%m-%dT%H:%M:%S")]], columns=COLUMNS)
+                row.to_csv(f, header=False, index=False)
+                f.flush()
+        done = pd.read_csv(out_csv)
+    by_arch = done.drop_duplicates("arch", keep="last").set_index("arch")
+    return by_arch.loc[[a.to_json() for a in archs]].reset_index()
+
+
+def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict:
+    """MAPE, share within ±5 % and ±10 %, and Spearman rank correlation."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    err = (p - m) / m
+    rp, rm = pd.Series(p).rank().to_numpy(), pd.Series(m).rank().to_numpy()
+    spearman = float(np.corrcoef(rp, rm)[0, 1]) if len(p) > 1 else float("nan")
+    return {"n": int(len(p)), "mape_pct": float(np.mean(np.abs(err)) * 100),
+            "within_5_pct": float(np.mean(np.abs(err) <= 0.05) * 100),
+            "within_10_pct": float(np.mean(np.abs(err) <= 0.10) * 100),
+            "bias_pct": float(np.mean(err) * 100), "spearman": spearman}
+
+
+def archs_from_csv(df: pd.DataFrame) -> list[Arch]:
+    return [Arch.from_dict(json.loads(s)) for s in df["arch"]]

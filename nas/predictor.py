@@ -1,0 +1,389 @@
+"""Latency predictor built on a lookup table: ``latency(arch)`` in microseconds, not minutes of measuring.
+
+    from nas.predictor import LatencyPredictor
+    pred = LatencyPredictor.from_table("local-cpu")          # or a path to a table CSV
+    pred.predict(arch)                                        # ms, one Arch / dict / JSON
+    pred.predict_many(space.sample_encoded(100_000))          # vectorised (encoded archs or a list)
+    pred.params(arch), pred.mes(arch)
+
+A prediction is the sum of the table's per-unit medians (see :mod:`nas.blocks`), mapped through a
+linear calibration fitted on whole networks measured end to end on the same runtime
+(``python -m nas.calibrate``), which absorbs inter-block overhead and the per-call cost each unit
+paid when measured alone. A unit missing from the table is never silently 0 ms: by default it is an
+error naming the missing keys and the profiler command that fills them; ``fallback="regression"``
+prices it with a per-kind linear model over the unit's features, fitted on the table.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .blocks import BlockSpec, arch_units
+from .metrics import MES, count_macs, count_params
+from .space import ATTN_STAGES, DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
+from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE, BlockConfig,
+                                       check_img_size, stage_resolutions)
+
+__all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path"]
+
+
+class MissingLatencyError(KeyError):
+    """The table has no entry for some units of the architecture(s)."""
+
+    def __init__(self, keys: Iterable[str], hint: str):
+        self.keys = sorted(set(keys))
+        shown = ", ".join(self.keys[:12]) + (f" ... ({len(self.keys)} in all)" if len(self.keys) > 12 else "")
+        super().__init__(f"latency table has no entry for {shown}. {hint}")
+
+    def __str__(self):
+        return self.args[0]
+
+
+def calibration_path(table_path: str | Path) -> Path:
+    p = Path(table_path)
+    return p.with_name(p.name.removesuffix(".csv") + ".calibration.json")
+
+
+@dataclass
+class Calibration:
+    """``measured ≈ coef[0] * block_sum + coef[1] * n_units + coef[2]`` (least squares)."""
+    coef: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    n: int = 0
+    report: dict = field(default_factory=dict)
+    archs: list = field(default_factory=list)
+    measured_ms: list = field(default_factory=list)
+
+    def apply(self, block_sum, n_units):
+        a, b, c = self.coef
+        return a * block_sum + b * n_units + c
+
+    @classmethod
+    def fit(cls, block_sum: Sequence[float], n_units: Sequence[float], measured_ms: Sequence[float],
+            archs: list | None = None) -> "Calibration":
+        s, u, y = (np.asarray(v, dtype=float) for v in (block_sum, n_units, measured_ms))
+        if len(y) < 3:
+            raise ValueError(f"a calibration needs at least 3 measured networks, got {len(y)}")
+        X = np.stack([s, u, np.ones_like(s)], 1)
+        if np.ptp(u) == 0:                          # n_units constant: fit scale + offset only
+            coef2, *_ = np.linalg.lstsq(X[:, [0, 2]], y, rcond=None)
+            coef = np.array([coef2[0], 0.0, coef2[1]])
+        else:
+            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        fitted = X @ coef
+        raw_err = (s - y) / y
+        fit_err = (fitted - y) / y
+        report = {
+            "uncalibrated_mape_pct": float(np.mean(np.abs(raw_err)) * 100),
+            "uncalibrated_bias_pct": float(np.mean(raw_err) * 100),
+            "calibrated_mape_pct": float(np.mean(np.abs(fit_err)) * 100),
+            "calibrated_max_abs_err_pct": float(np.max(np.abs(fit_err)) * 100),
+            "residuals_ms": [float(r) for r in fitted - y],
+        }
+        return cls(tuple(float(c) for c in coef), len(y), report, list(archs or []), [float(v) for v in y])
+
+    def to_dict(self) -> dict:
+        return {"model": "measured_ms = coef[0]*block_sum_ms + coef[1]*n_units + coef[2]",
+                "coef": list(self.coef), "n": self.n, "report": self.report,
+                "archs": self.archs, "measured_ms": self.measured_ms}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        return cls(tuple(d["coef"]), d.get("n", 0), d.get("report", {}), d.get("archs", []), d.get("measured_ms", []))
+
+
+def _features(spec: BlockSpec) -> list[float]:
+    out_side = spec.res // spec.stride if spec.kind in ("stem", "downsample") else spec.res
+    return [spec.macs / 1e6, spec.params / 1e6, spec.cin * spec.res ** 2 / 1e6,
+            spec.cout * out_side ** 2 / 1e6, 1.0]
+
+
+class _Fallback:
+    """Per-kind least-squares latency model over unit features (MACs, params, activation sizes)."""
+
+    def __init__(self, specs: list[BlockSpec], lat: np.ndarray):
+        self.coef, self.report = {}, {}
+        kinds = sorted({s.kind for s in specs})
+        for k in kinds:
+            idx = [i for i, s in enumerate(specs) if s.kind == k]
+            X = np.array([_features(specs[i]) for i in idx])
+            y = lat[idx]
+            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+            self.coef[k] = coef
+            # leave-one-out error from the hat matrix: e_i / (1 - h_ii)
+            H = X @ np.linalg.pinv(X)
+            loo = (X @ coef - y) / np.clip(1 - np.diag(H), 1e-6, None)
+            self.report[k] = {"n": len(idx), "loo_mape_pct": float(np.mean(np.abs(loo / y)) * 100)}
+
+    def __call__(self, spec: BlockSpec) -> float:
+        if spec.kind not in self.coef:
+            raise MissingLatencyError([spec.key], f"the table has no '{spec.kind}' unit at all to regress on")
+        return float(max(np.dot(_features(spec), self.coef[spec.kind]), 0.0))
+
+
+def _as_arch(x) -> Arch:
+    if isinstance(x, Arch):
+        return x
+    if isinstance(x, dict):
+        return Arch.from_dict(x)
+    if isinstance(x, (str, Path)):
+        return Arch.from_json(x)
+    raise TypeError(f"expected an Arch, a dict or JSON text, got {type(x).__name__}")
+
+
+class LatencyPredictor:
+    """Predicts end-to-end latency (ms) of architectures of ``space`` from a per-unit table.
+
+    ``table`` maps unit key -> median latency in ms (a ``pandas`` frame indexed by key with a ``p50_ms``
+    column, as :func:`profilers.table.read_table` returns, or a plain dict).
+    """
+
+    def __init__(self, table, space: SearchSpace | str = DEFAULT_SPACE, img_size: int = 224,
+                 num_classes: int = 1000, calibration: Calibration | None = None,
+                 fallback: str = "error", meta: dict | None = None, mes: MES | None = None,
+                 source: str | None = None):
+        if fallback not in ("error", "regression"):
+            raise ValueError("fallback must be 'error' or 'regression'")
+        self.space = get_space(space)
+        self.img_size, self.num_classes = check_img_size(img_size), num_classes
+        self.meta = dict(meta or {})
+        self.calibration = calibration
+        self.fallback = fallback
+        self.mes_fn = mes or MES()
+        self.source = source
+        if hasattr(table, "columns"):
+            col = "p50_ms" if "p50_ms" in table.columns else table.columns[0]
+            self.table = {str(k): float(v) for k, v in table[col].items()}
+        else:
+            self.table = {str(k): float(v) for k, v in dict(table).items()}
+        self._build_lookup()
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_table(cls, path_or_device: str | Path, runtime: str | None = None, *, root=None,
+                   fallback: str = "error", space: SearchSpace | str | None = None,
+                   img_size: int | None = None, num_classes: int | None = None,
+                   calibrated: bool = True) -> "LatencyPredictor":
+        """Load a table by path or by device name (``latency_tables/{device}.{runtime}.csv``).
+
+        The calibration stored beside the table (``*.calibration.json``) is applied when present.
+        ``space``, ``img_size`` and ``num_classes`` default to what the table's metadata records.
+        """
+        from profilers.table import read_table
+        path = resolve_table(path_or_device, runtime, root)
+        df, meta = read_table(path)
+        space = space or meta.get("space", DEFAULT_SPACE.name)
+        img_size = img_size or _first_int(meta.get("img_size", meta.get("img_sizes")), 224)
+        num_classes = num_classes or _first_int(meta.get("num_classes"), 1000)
+        calib = None
+        cpath = calibration_path(path)
+        if calibrated and cpath.exists():
+            calib = Calibration.from_dict(json.loads(cpath.read_text()))
+        return cls(df, space, img_size, num_classes, calib, fallback, meta, source=str(path))
+
+    def _hint(self) -> str:
+        dev, rt = self.meta.get("device"), self.meta.get("runtime")
+        cmd = (f"python -m profilers.{rt} --device {dev} --space {self.space.name} --img-size {self.img_size} "
+               f"--num-classes {self.num_classes}" if dev and rt else
+               f"python -m profilers.<runtime> --device <device> --space {self.space.name} --img-size {self.img_size}")
+        return f"Measure them with: {cmd} (it only measures what is missing), or pass fallback='regression'."
+
+    def _build_lookup(self):
+        sp, R, n = self.space, self.img_size, self.num_classes
+        res = stage_resolutions(R)
+        W, ratios = sp.widths, sp.ratios
+        specs: dict[tuple, BlockSpec] = {}
+        for i, w in enumerate(W[0]):
+            specs[("stem", i)] = BlockSpec("stem", 3, w, R, stride=4)
+        for i, w in enumerate(W[3]):
+            specs[("head", i)] = BlockSpec("head", w, n, res[3], classes=n)
+        for s in range(NUM_STAGES):
+            for i, w in enumerate(W[s]):
+                if s > 0:
+                    for ip, wp in enumerate(W[s - 1]):
+                        specs[("down", s, ip, i)] = BlockSpec("downsample", wp, w, res[s - 1], stride=2,
+                                                              attn=(s == ATTN_DOWNSAMPLE_STAGE))
+                if s in sp.attn_stages:
+                    specs[("attn", s, i)] = BlockSpec("attn", w, w, res[s], stride=2 if s == STRIDE_ATTN_STAGE else 1)
+                for ir, r in enumerate(ratios):
+                    specs[("ffn", s, i, ir)] = BlockSpec("ffn", w, w, res[s], hidden=BlockConfig(r).hidden(w))
+        self._specs = specs
+        known = [(sp_, self.table[sp_.key]) for sp_ in specs.values() if sp_.key in self.table]
+        self._fallback = None
+        if self.fallback == "regression" and known:
+            self._fallback = _Fallback([k for k, _ in known], np.array([v for _, v in known]))
+
+        def val(key):
+            spec = specs[key]
+            if spec.key in self.table:
+                return self.table[spec.key]
+            return self._fallback(spec) if self._fallback else np.nan
+
+        self._stem = np.array([val(("stem", i)) for i in range(len(W[0]))])
+        self._head = np.array([val(("head", i)) for i in range(len(W[3]))])
+        self._down = [None] + [np.array([[val(("down", s, ip, i)) for i in range(len(W[s]))]
+                                         for ip in range(len(W[s - 1]))]) for s in range(1, NUM_STAGES)]
+        self._attn = [np.array([val(("attn", s, i)) for i in range(len(W[s]))]) if s in sp.attn_stages else None
+                      for s in range(NUM_STAGES)]
+        self._ffn = [np.array([[val(("ffn", s, i, ir)) for ir in range(len(ratios))] for i in range(len(W[s]))])
+                     for s in range(NUM_STAGES)]
+        # dict views for the scalar path
+        self._widx = [{w: i for i, w in enumerate(ws)} for ws in W]
+        self._ridx = {r: i for i, r in enumerate(ratios)}
+
+    # -- prediction -----------------------------------------------------------------------------
+    def block_sum(self, arch) -> tuple[float, int]:
+        """(sum of unit latencies in ms, number of units) of one architecture."""
+        arch = _as_arch(arch)
+        try:
+            wi = [self._widx[s][w] for s, w in enumerate(arch.widths)]
+            ri = self._ridx
+            total = self._stem[wi[0]] + self._head[wi[3]]
+            units = 2
+            for s in range(1, NUM_STAGES):
+                total += self._down[s][wi[s - 1], wi[s]]
+                units += 1
+            for s, stage in enumerate(arch.blocks):
+                ffn, attn, w = self._ffn[s], self._attn[s], wi[s]
+                for b in stage:
+                    if b.keep:
+                        total += ffn[w, ri[b.ratio]]
+                        units += 1
+                        if b.attn:
+                            total += attn[w]
+                            units += 1
+        except (KeyError, IndexError, TypeError):
+            self.space.validate(arch)
+            raise
+        if total != total:                           # NaN: some unit is missing
+            self._raise_missing([arch])
+        return float(total), units
+
+    def predict(self, arch) -> float:
+        """Predicted latency in ms of one architecture (an :class:`Arch`, its dict, or JSON text)."""
+        s, u = self.block_sum(arch)
+        return float(self.calibration.apply(s, u)) if self.calibration else s
+
+    def predict_many(self, archs) -> np.ndarray:
+        """Vectorised :meth:`predict`: a list of archs, or an integer matrix from ``space.encode`` /
+        ``space.sample_encoded`` (the fast path: millions of rows per second)."""
+        if isinstance(archs, np.ndarray):
+            codes = archs
+        else:
+            archs = [_as_arch(a) for a in archs]
+            codes = self.space.encode(archs)
+        s, u = self._block_sum_encoded(codes)
+        if np.isnan(s).any():
+            bad = np.flatnonzero(np.isnan(s))
+            self._raise_missing(self.space.decode(codes[bad[:50]]))
+        return self.calibration.apply(s, u) if self.calibration else s
+
+    def _block_sum_encoded(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if codes.ndim != 2 or codes.shape[1] != self.space.encoding_width:
+            raise ValueError(f"encoded archs must have shape (N, {self.space.encoding_width}) "
+                             f"for space {self.space.name!r}, got {codes.shape}")
+        w = codes[:, :NUM_STAGES]
+        total = self._stem[w[:, 0]] + self._head[w[:, 3]]
+        for s in range(1, NUM_STAGES):
+            total += self._down[s][w[:, s - 1], w[:, s]]
+        S, nr = self.space.num_slots, len(self.space.ratios)
+        keep_all = codes[:, NUM_STAGES:NUM_STAGES + S] != 0                 # column blocks: views
+        ratio_all = codes[:, NUM_STAGES + S:NUM_STAGES + 2 * S]
+        attn_all = codes[:, NUM_STAGES + 2 * S:] != 0
+        units = np.full(len(codes), 2 + NUM_STAGES - 1, dtype=np.int64)
+        c = 0
+        for s, d in enumerate(self.space.max_depths):
+            keep, ratio = keep_all[:, c:c + d], ratio_all[:, c:c + d]
+            # per stage: how many kept blocks use each ratio, times that (width, ratio) unit's latency
+            cnt = np.stack([((ratio == k) & keep).sum(1) for k in range(nr)], 1)
+            rows = self._ffn[s][w[:, s]]
+            total += np.where(cnt > 0, rows * cnt, 0.0).sum(1)
+            units += cnt.sum(1)
+            if self._attn[s] is not None:
+                n_attn = (attn_all[:, c:c + d] & keep).sum(1)
+                total += np.where(n_attn > 0, n_attn * self._attn[s][w[:, s]], 0.0)
+                units += n_attn
+            c += d
+        return total, units
+
+    def _raise_missing(self, archs):
+        missing = set()
+        for a in archs:
+            for u in arch_units(a, self.img_size, self.num_classes):
+                if u.key not in self.table:
+                    missing.add(u.key)
+        raise MissingLatencyError(missing, self._hint())
+
+    def missing_keys(self, archs=None) -> list[str]:
+        """Units of ``archs`` (default: the whole space) that the table lacks."""
+        if archs is None:
+            keys = {s.key for s in self._specs.values()}
+        else:
+            keys = {u.key for a in archs for u in arch_units(_as_arch(a), self.img_size, self.num_classes)}
+        return sorted(k for k in keys if k not in self.table)
+
+    # -- size and score -------------------------------------------------------------------------
+    def params(self, arch) -> int:
+        return count_params(_as_arch(arch), self.num_classes, self.img_size)
+
+    def macs(self, arch) -> int:
+        return count_macs(_as_arch(arch), self.img_size, self.num_classes)
+
+    def mes(self, arch) -> float:
+        """Mobile Efficiency Score from the analytic params and the predicted latency."""
+        arch = _as_arch(arch)
+        return self.mes_fn(params=self.params(arch), latency_ms=self.predict(arch))
+
+    def fallback_report(self) -> dict:
+        """Leave-one-out error of the regression fallback per unit kind (empty without fallback)."""
+        return dict(self._fallback.report) if self._fallback else {}
+
+    def __repr__(self):
+        cal = f"calibrated on {self.calibration.n} networks" if self.calibration else "uncalibrated"
+        return (f"LatencyPredictor({self.source or 'in-memory table'}, space={self.space.name}, "
+                f"img_size={self.img_size}, {len(self.table)} entries, {cal})")
+
+
+def _first_int(v, default):
+    if v is None:
+        return default
+    if isinstance(v, (list, tuple)):
+        return int(v[0]) if v else default
+    return int(v)
+
+
+def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=None) -> Path:
+    """A table path from a path or a device name (and optional runtime)."""
+    from profilers.table import TableError, table_path
+    p = Path(str(path_or_device))
+    if p.suffix == ".csv":
+        if not p.exists():
+            raise TableError(f"latency table {p} does not exist")
+        return p
+    device = str(path_or_device)
+    if runtime:
+        return table_path(device, runtime, root)
+    base = table_path(device, "onnxruntime", root).parent
+    found = sorted(base.glob(f"{device}.*.csv"))
+    if not found:
+        try:
+            from profilers.devices import get_device
+            rt = get_device(device).runtime
+            cmd = f"python -m profilers.{rt} --device {device}"
+        except Exception:
+            cmd = f"python -m profilers.<runtime> --device {device}"
+        raise TableError(f"no latency table for device {device!r} in {base}. Make one with: {cmd}")
+    if len(found) > 1:
+        try:
+            from profilers.devices import get_device
+            preferred = base / f"{device}.{get_device(device).runtime}.csv"
+            if preferred in found:
+                return preferred
+        except Exception:
+            pass
+        names = ", ".join(f.name.split(".")[1] for f in found)
+        raise TableError(f"device {device!r} has tables for several runtimes ({names}); pass runtime=")
+    return found[0]

@@ -1,0 +1,105 @@
+import random
+
+import numpy as np
+import pytest
+
+from nas.blocks import arch_units, space_units
+from nas.metrics import MES, count_params
+from nas.predictor import Calibration, LatencyPredictor, MissingLatencyError
+from nas.space import DEFAULT_SPACE, TINY_SPACE
+
+
+def random_table(space, img_size=224, seed=0):
+    rng = np.random.default_rng(seed)
+    return {u.key: float(rng.uniform(0.05, 3.0)) for u in space_units(space, img_size)}
+
+
+@pytest.mark.parametrize("space", [DEFAULT_SPACE, TINY_SPACE], ids=lambda s: s.name)
+def test_prediction_is_the_sum_of_the_arch_units(space):
+    table = random_table(space)
+    pred = LatencyPredictor(table, space)
+    rng = random.Random(0)
+    archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(50)]
+    expected = np.array([sum(table[u.key] for u in arch_units(a)) for a in archs])
+    single = np.array([pred.predict(a) for a in archs])
+    np.testing.assert_allclose(single, expected, rtol=1e-12)
+    np.testing.assert_allclose(pred.predict_many(archs), expected, rtol=1e-12)
+    np.testing.assert_allclose(pred.predict_many(space.encode(archs)), expected, rtol=1e-12)
+    # dict and JSON forms are accepted
+    assert pred.predict(archs[3].to_dict()) == pred.predict(archs[3].to_json()) == single[3]
+
+
+def test_encoded_samples_match_object_path():
+    pred = LatencyPredictor(random_table(DEFAULT_SPACE, seed=3), DEFAULT_SPACE)
+    codes = DEFAULT_SPACE.sample_encoded(300, seed=5)
+    np.testing.assert_allclose(pred.predict_many(codes),
+                               [pred.predict(a) for a in DEFAULT_SPACE.decode(codes)], rtol=1e-12)
+
+
+def test_missing_unit_is_an_error_naming_key_and_command():
+    table = random_table(DEFAULT_SPACE)
+    del table["attn_c96_r14_s2"]
+    pred = LatencyPredictor(table, DEFAULT_SPACE, meta={"device": "pixel6", "runtime": "tflite"})
+    s0 = DEFAULT_SPACE.canonical("s0")
+    for call in (pred.predict, lambda a: pred.predict_many([a])):
+        with pytest.raises(MissingLatencyError) as e:
+            call(s0)
+        assert e.value.keys == ["attn_c96_r14_s2"]
+        assert "python -m profilers.tflite --device pixel6" in str(e.value)
+    assert pred.missing_keys([s0]) == ["attn_c96_r14_s2"]
+    assert pred.missing_keys() == ["attn_c96_r14_s2"]
+    s1 = DEFAULT_SPACE.canonical("s1")          # does not use the missing unit
+    assert pred.predict(s1) > 0
+
+
+def test_regression_fallback_prices_missing_units():
+    # latencies that are an exact linear function of the unit features: the fallback must recover them
+    units = space_units(DEFAULT_SPACE)
+    table = {u.key: 0.02 + u.macs / 2e8 + u.params / 5e6 for u in units}
+    full = LatencyPredictor(dict(table), DEFAULT_SPACE)
+    for k in ["attn_c96_r14_s2", "ffn_c96_h288_r14", "down_c48-96_r28"]:
+        del table[k]
+    pred = LatencyPredictor(table, DEFAULT_SPACE, fallback="regression")
+    s0 = DEFAULT_SPACE.canonical("s0")
+    assert pred.predict(s0) == pytest.approx(full.predict(s0), rel=1e-6)
+    report = pred.fallback_report()
+    assert set(report) == {"stem", "downsample", "attn", "ffn", "head"}
+    assert all(r["loo_mape_pct"] < 1e-3 for r in report.values())
+
+
+def test_calibration_fit_and_use():
+    rng = np.random.default_rng(0)
+    s = rng.uniform(5, 50, 20)
+    u = rng.integers(20, 60, 20)
+    y = 0.9 * s - 0.01 * u + 0.4
+    cal = Calibration.fit(s, u, y)
+    np.testing.assert_allclose(cal.coef, (0.9, -0.01, 0.4), atol=1e-9)
+    assert cal.report["calibrated_mape_pct"] < 1e-6
+    assert cal.report["uncalibrated_mape_pct"] > 1
+    assert Calibration.from_dict(cal.to_dict()).coef == cal.coef
+    table = random_table(DEFAULT_SPACE)
+    raw = LatencyPredictor(table, DEFAULT_SPACE)
+    calibrated = LatencyPredictor(table, DEFAULT_SPACE, calibration=cal)
+    a = DEFAULT_SPACE.sample(7)
+    block_sum, n_units = raw.block_sum(a)
+    assert n_units == len(arch_units(a))
+    assert calibrated.predict(a) == pytest.approx(0.9 * block_sum - 0.01 * n_units + 0.4)
+    with pytest.raises(ValueError, match="at least 3"):
+        Calibration.fit([1, 2], [3, 4], [1, 2])
+
+
+def test_params_and_mes():
+    pred = LatencyPredictor(random_table(DEFAULT_SPACE), DEFAULT_SPACE)
+    a = DEFAULT_SPACE.canonical("s2")
+    assert pred.params(a) == count_params(a)
+    assert pred.mes(a) == pytest.approx(MES()(params=count_params(a), latency_ms=pred.predict(a)))
+
+
+def test_bad_input_is_rejected_clearly():
+    pred = LatencyPredictor(random_table(TINY_SPACE), TINY_SPACE)
+    with pytest.raises(ValueError, match="encoded archs must have shape"):
+        pred.predict_many(np.zeros((3, 5), dtype=np.int8))
+    with pytest.raises(Exception, match="not in search space"):
+        pred.predict(DEFAULT_SPACE.canonical("s0"))
+    with pytest.raises(ValueError, match="fallback"):
+        LatencyPredictor({}, TINY_SPACE, fallback="zero")
