@@ -1,0 +1,82 @@
+import math
+
+import numpy as np
+import pytest
+
+from nas.blocks import space_units
+from nas.metrics import count_macs
+from nas.predictor import LatencyPredictor
+from nas.space import DEFAULT_SPACE, TINY_SPACE
+from nas.strategies import (Action, Objective, action_pool, best_under, nsga2_search, paper_search,
+                            random_search, within_budget)
+
+
+def make_objective(space, seed=0):
+    rng = np.random.default_rng(seed)
+    table = {u.key: float(u.macs / 1e8 + rng.uniform(0.01, 0.05)) for u in space_units(space, 64, 10)}
+    pred = LatencyPredictor(table, space, img_size=64, num_classes=10)
+
+    def acc(arch):            # a smooth stand-in for supernet accuracy: grows with log-MACs
+        return 0.5 + 0.05 * math.log(count_macs(arch, 64, 10))
+
+    return Objective(acc, pred.predict, num_classes=10, img_size=64), pred
+
+
+def test_action_pool_from_s0():
+    s0 = DEFAULT_SPACE.canonical("s0")
+    pool = dict(action_pool(s0, DEFAULT_SPACE, "CNEA"))
+    kinds = [a.kind for a in pool]
+    assert kinds.count("C") == 4                               # every S0 width has a smaller choice
+    assert kinds.count("N") == 14                              # every kept block can be dropped
+    assert kinds.count("E") == 14                              # ratios 3 and 4 can be lowered
+    assert kinds.count("A") == 4
+    for action, arch in pool.items():
+        DEFAULT_SPACE.validate(arch)
+    dropped = pool[Action("N", 2, 13)]
+    assert dropped.depths[2] == 5 and not dropped.blocks[2][13].attn
+    assert pool[Action("E", 2, 1)].blocks[2][1].ratio == 2
+    assert pool[Action("C", 3)].widths[3] == 128
+    assert Action("C", 0).apply(DEFAULT_SPACE.min_arch(), DEFAULT_SPACE) is None
+
+
+def test_paper_search_takes_the_smallest_drop_per_mes_gain():
+    obj, pred = make_objective(TINY_SPACE)
+    budget = pred.predict(TINY_SPACE.min_arch()) * 1.6
+    traj = paper_search(obj, TINY_SPACE, latency_budget=budget, kinds="CNEA")
+    assert traj[0].evaluation.arch == TINY_SPACE.max_arch()
+    assert within_budget(traj[-1].evaluation, None, budget)
+    assert not within_budget(traj[-2].evaluation, None, budget)
+    for prev, step in zip(traj, traj[1:]):
+        cur = prev.evaluation
+        assert step.evaluation.mes > cur.mes
+        pool = [new for _, new in action_pool(cur.arch, TINY_SPACE, "CNEA")]
+        evs = [obj.evaluate(a) for a in pool if obj.cheap(a)[2] > cur.mes]
+        scores = [(cur.accuracy - e.accuracy) / (e.mes - cur.mes) for e in evs]
+        chosen = (cur.accuracy - step.evaluation.accuracy) / (step.evaluation.mes - cur.mes)
+        assert chosen == pytest.approx(min(scores))
+    assert traj[-1].evaluations_so_far == obj.evaluations
+
+
+def test_baselines_respect_budget_and_evaluation_count(tmp_path):
+    obj, pred = make_objective(TINY_SPACE, seed=1)
+    budget = pred.predict(TINY_SPACE.max_arch()) * 0.6
+    rs = random_search(obj, TINY_SPACE, n_evals=15, seed=0, latency_budget=budget)
+    assert len(rs) == 15 and all(e.latency_ms <= budget for e in rs)
+    obj2, _ = make_objective(TINY_SPACE, seed=1)
+    ns = nsga2_search(obj2, TINY_SPACE, n_evals=15, seed=0, latency_budget=budget,
+                      storage=f"sqlite:///{tmp_path}/study.db", study_name="t")
+    assert obj2.evaluations == 15
+    best = best_under(ns, budget)
+    assert best is None or best.latency_ms <= budget
+    # a second worker on the same storage continues the same study
+    import optuna
+    obj3, _ = make_objective(TINY_SPACE, seed=1)
+    nsga2_search(obj3, TINY_SPACE, n_evals=5, seed=1, latency_budget=budget,
+                 storage=f"sqlite:///{tmp_path}/study.db", study_name="t")
+    assert len(optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db").trials) >= 20
+
+
+def test_budget_is_required():
+    obj, _ = make_objective(TINY_SPACE)
+    with pytest.raises(ValueError, match="budget"):
+        paper_search(obj, TINY_SPACE)
