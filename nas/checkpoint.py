@@ -1,0 +1,61 @@
+"""Supernet checkpoints: written atomically, self-describing (space, image size, classes)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .space import SearchSpace, get_space
+from .supernet import SlimmableSupernet
+
+__all__ = ["atomic_save", "load_checkpoint", "load_supernet", "supernet_meta"]
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
+    any moment leaves either the old checkpoint or the new one, never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def supernet_meta(net: SlimmableSupernet, **extra) -> dict:
+    return {"space": net.space.to_dict(), "space_name": net.space.name, "img_size": net.img_size,
+            "num_classes": net.num_classes, "distillation": net.head_dist is not None, **extra}
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_supernet(path: str | Path) -> tuple[SlimmableSupernet, dict]:
+    """``(supernet, meta)`` from a checkpoint file (or a run folder holding ``last.pt``); the supernet is
+    rebuilt from the space, image size and class count stored in the checkpoint, in eval mode."""
+    ck = load_checkpoint(path)
+    meta = ck["meta"]
+    try:
+        space = SearchSpace.from_dict(meta["space"])
+    except (KeyError, TypeError):
+        space = get_space(meta["space_name"])
+    net = SlimmableSupernet(space, num_classes=meta["num_classes"], img_size=meta["img_size"],
+                            distillation=meta.get("distillation", True))
+    net.load_state_dict(ck["model"])
+    return net.eval(), {**meta, "step": ck.get("step")}

@@ -1,0 +1,114 @@
+"""Accuracy of any subnet of a trained supernet, after BatchNorm recalibration.
+
+A subnet's private BatchNorms saw a mixture of subnets during training, so before it is evaluated their
+running statistics are recomputed for it: reset, then a few training batches forwarded in train mode
+with ``momentum=None`` (a cumulative average), then eval mode. :class:`SubnetEvaluator` keeps the
+calibration batches and the held-out set as tensors in memory, so the search can call
+``accuracy(arch)`` hundreds of times without touching the data pipeline::
+
+    net, meta = load_supernet("runs/supernet/last.pt")
+    ev = SubnetEvaluator.from_dataset(net, meta["dataset"])
+    ev.accuracy(net.space.max_arch())
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import load_supernet
+from .space import Arch
+from .supernet import SlimmableSupernet, SwitchableBatchNorm2d
+
+__all__ = ["recalibrate_bn", "accuracy", "SubnetEvaluator", "load_supernet"]
+
+
+def _active_bns(net: nn.Module) -> list[nn.BatchNorm2d]:
+    """The BatchNorms a forward pass of ``net`` uses: the active private BN of every switchable one,
+    and every plain BatchNorm2d."""
+    switch = [m for m in net.modules() if isinstance(m, SwitchableBatchNorm2d)]
+    inside = {id(b) for m in switch for b in m.bns.values()}
+    plain = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in inside]
+    return [m.active_bn() for m in switch] + plain
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Reset the BatchNorms ``net`` currently uses (a supernet's active private ones, or a plain
+    network's) and re-estimate their statistics as the cumulative average over ``batches``; returns
+    ``net`` in eval mode."""
+    bns = _active_bns(net)
+    saved = [b.momentum for b in bns]
+    for b in bns:
+        b.reset_running_stats()
+        b.momentum = None
+    net.train()
+    try:
+        for x in batches:
+            net(x)
+    finally:
+        for b, m in zip(bns, saved):
+            b.momentum = m
+    return net.eval()
+
+
+@torch.inference_mode()
+def accuracy(net: nn.Module, data: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[int, int]:
+    """(correct, total) of ``net`` (eval mode) over ``(x, y)`` batches."""
+    net.eval()
+    correct = total = 0
+    for x, y in data:
+        correct += int((net(x).argmax(1) == y).sum())
+        total += len(y)
+    return correct, total
+
+
+class SubnetEvaluator:
+    """``accuracy(arch)``: held-out top-1 of a subnet after recalibrating its BatchNorms.
+
+    ``calib_loader`` and ``heldout_loader`` are iterables of ``(x, y)`` batches (already preprocessed);
+    the first ``calib_batches`` of the first and all of the second are copied into memory once. The
+    supernet's active BNs are overwritten by every call (each call recalibrates from scratch, so results
+    do not depend on call order).
+    """
+
+    def __init__(self, supernet: SlimmableSupernet, calib_loader, heldout_loader, calib_batches: int = 8,
+                 device: str | torch.device | None = None):
+        self.net = supernet
+        self.device = torch.device(device) if device else next(supernet.parameters()).device
+        self.calib = []
+        for i, b in enumerate(calib_loader):
+            if i >= calib_batches:
+                break
+            self.calib.append((b[0] if isinstance(b, (tuple, list)) else b).to(self.device))
+        self.heldout = [(x.to(self.device), y.to(self.device)) for x, y in heldout_loader]
+        if not self.calib or not self.heldout:
+            raise ValueError("SubnetEvaluator needs at least one calibration batch and one held-out batch")
+
+    @classmethod
+    def from_dataset(cls, supernet: SlimmableSupernet, dataset: str = "fashion-mnist", heldout: int | None = 2000,
+                     calib_batches: int = 8, batch_size: int = 64, seed: int = 0, **kw) -> "SubnetEvaluator":
+        """Calibration batches from a fixed random draw of the training split, held-out images from the
+        test split (its first ``heldout``; all if None)."""
+        from .data import batches, load_dataset
+        train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
+        test = load_dataset(dataset, "test")
+        return cls(supernet, batches(train, supernet.img_size, batch_size),
+                   batches(test, supernet.img_size, 256, limit=heldout), calib_batches=calib_batches, **kw)
+
+    @property
+    def num_heldout(self) -> int:
+        return sum(len(y) for _, y in self.heldout)
+
+    def recalibrate(self, arch: Arch) -> SlimmableSupernet:
+        self.net.set_active(arch)
+        return recalibrate_bn(self.net, self.calib)
+
+    def accuracy(self, arch: Arch) -> float:
+        self.recalibrate(arch)
+        c, n = accuracy(self.net, self.heldout)
+        return c / n
+
+    def __call__(self, arch: Arch) -> float:
+        return self.accuracy(arch)
