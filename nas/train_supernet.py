@@ -260,7 +260,18 @@ def train(args: argparse.Namespace) -> dict:
     heldout = [(to_input(test_set.images[ev_idx[i:i + 256]], args.img_size).to(device),
                 test_set.labels[ev_idx[i:i + 256]].to(device)) for i in range(0, len(ev_idx), 256)]
 
+    def sync_buffers():
+        """Average the BN running statistics over ranks (each rank updates them on its own shard; DDP
+        only copies rank 0's at the next forward), so checkpoints and every rank agree."""
+        if world > 1:
+            with torch.no_grad():
+                for b in net.buffers():
+                    if b.is_floating_point():
+                        dist.all_reduce(b)
+                        b.div_(world)
+
     def evaluate() -> dict:
+        sync_buffers()
         accs = {}
         for kind, arch in (("max", space.max_arch()), ("min", space.min_arch())):
             net.set_active(arch)
@@ -275,6 +286,7 @@ def train(args: argparse.Namespace) -> dict:
         return accs
 
     def checkpoint(step: int):
+        sync_buffers()
         if is_main:
             atomic_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                          "step": step, "rng": _rng_state(), "data": order.position(step), "elapsed_s": elapsed,
@@ -334,6 +346,7 @@ def train(args: argparse.Namespace) -> dict:
     if start >= args.steps:
         last_acc = evaluate()
     if args.save_rank_states:
+        sync_buffers()
         out.mkdir(parents=True, exist_ok=True)
         atomic_save({"model": net.state_dict(), "rank": rank, "world": world}, out / f"rank{rank}.pt")
     summary = {"steps": args.steps, "elapsed_s": elapsed, "acc_max": last_acc.get("max"),

@@ -99,6 +99,6 @@ def test_sharded_order_partitions_the_global_batch_and_covers_each_epoch():
         g = one.indices(step)
         parts = [o.indices(step) for o in ranks]
         assert torch.equal(torch.sort(torch.cat(parts)).values, torch.sort(g).values)
-    seen = torch.cat([one.indices(s) for s in range(3)])[:n]     # first 50 positions = epoch 0
+    seen = torch.cat([one.indices(s) for s in range(4)])[:n]     # first 50 positions = epoch 0
     assert sorted(seen.tolist()) == list(range(n))
     assert not torch.equal(one.indices(0), ShardedOrder(n, 2 * b, seed=4).indices(0))
