@@ -1,0 +1,109 @@
+"""Supernet training on this machine: throughput, and what a default run reaches.
+
+    taskset -c 1 python benchmarks/train_supernet.py                      # throughput + evaluate runs/supernet
+    taskset -c 1 python benchmarks/train_supernet.py --train-steps 100    # no run yet: train a short one first
+
+1. images/s of sandwich-rule training (max + min + ``--num-random`` random subnets, one backward) on real
+   Fashion-MNIST batches, at ``--img-size`` on ``--threads`` CPU threads (median over the timed steps).
+2. the held-out accuracy of the largest and smallest subnets of a trained supernet (``--run``; trained
+   here with the default settings if absent) on the Fashion-MNIST test split, after BN recalibration,
+   and the wall time of one ``SubnetEvaluator.accuracy`` call.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from nas.checkpoint import load_checkpoint, load_supernet  # noqa: E402
+from nas.data import ShardedOrder, load_dataset, to_input  # noqa: E402
+from nas.evaluate import SubnetEvaluator  # noqa: E402
+from nas.space import get_space  # noqa: E402
+from nas.supernet import SlimmableSupernet  # noqa: E402
+from nas.train_supernet import SandwichLoss, _param_groups, sandwich_archs  # noqa: E402
+
+
+def throughput(space_name: str, img_size: int, batch_size: int, steps: int, num_random: int) -> dict:
+    space = get_space(space_name)
+    data = load_dataset("fashion-mnist", "train")
+    torch.manual_seed(0)
+    net = SlimmableSupernet(space, num_classes=10, img_size=img_size).train()
+    model = SandwichLoss(net)
+    opt = torch.optim.AdamW(_param_groups(net, 0.025), lr=1e-3)
+    order = ShardedOrder(len(data), batch_size, seed=0)
+    times = []
+    for step in range(steps + 2):
+        t0 = time.perf_counter()
+        idx = order.indices(step)
+        total, _ = model(to_input(data.images[idx], img_size, order.shifts(step, 2)), data.labels[idx],
+                         sandwich_archs(space, 0, step, num_random))
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times[2:])
+    return {"space": space.name, "img_size": img_size, "batch_size": batch_size, "subnets_per_step": 2 + num_random,
+            "s_per_step": round(med, 3), "images_per_s": round(batch_size / med, 2)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", default="efficientformerv2")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-random", type=int, default=2)
+    p.add_argument("--measure-steps", type=int, default=8, help="timed training steps (after 2 warm-up steps)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--run", default="runs/supernet", help="trained run folder (or checkpoint) to evaluate")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="if --run has no checkpoint: train one with the default settings for this many steps")
+    p.add_argument("--heldout", type=int, default=None, help="test images to evaluate on (default: all)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    if args.measure_steps > 0:
+        tp = throughput(args.space, args.img_size, args.batch_size, args.measure_steps, args.num_random)
+        print(f"training throughput: {tp['images_per_s']} images/s ({tp['s_per_step']} s per step of "
+              f"{tp['batch_size']} images x {tp['subnets_per_step']} subnets; space {tp['space']}, "
+              f"{tp['img_size']} px, {args.threads} thread(s))", flush=True)
+
+    run = Path(args.run)
+    ckpt = run / "last.pt" if run.is_dir() or not run.suffix else run
+    if not ckpt.exists():
+        if args.train_steps is None:
+            print(f"no checkpoint at {ckpt}: train one with `python -m nas.train_supernet --out {run}` "
+                  f"or pass --train-steps N")
+            return
+        from nas.train_supernet import main as train_main
+        train_main(["--out", str(run), "--steps", str(args.train_steps), "--space", args.space,
+                    "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
+                    "--threads", str(args.threads), "--no-progress"])
+    ck = load_checkpoint(ckpt)
+    a = ck["args"]
+    print(f"run {ckpt}: {ck['step']} steps x {a['batch_size']} images x {a['world_size']} process(es), "
+          f"space {a['space']}, {a['img_size']} px, training time {ck.get('elapsed_s', 0) / 60:.1f} min",
+          flush=True)
+    net, meta = load_supernet(ckpt)
+    t0 = time.perf_counter()
+    ev = SubnetEvaluator.from_dataset(net, meta["dataset"], heldout=args.heldout, calib_batches=8)
+    print(f"evaluator: {ev.num_heldout} held-out test images, {len(ev.calib)} calibration batches "
+          f"(set up in {time.perf_counter() - t0:.1f} s)", flush=True)
+    res = {}
+    for kind, arch in (("max", net.space.max_arch()), ("min", net.space.min_arch())):
+        t0 = time.perf_counter()
+        res[kind] = ev.accuracy(arch)
+        res[f"{kind}_eval_s"] = round(time.perf_counter() - t0, 1)
+        print(f"{kind} subnet: test accuracy {res[kind]:.4f} ({res[f'{kind}_eval_s']} s per accuracy() call)",
+              flush=True)
+    print(json.dumps({"step": ck["step"], **{k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}}))
+
+
+if __name__ == "__main__":
+    main()
