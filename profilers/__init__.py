@@ -1,0 +1,33 @@
+"""Profilers: one plugin per runtime, writing per-unit latency tables (``latency_tables/``).
+
+    python -m profilers.onnxruntime --device local-cpu      # ONNX Runtime, measured here
+    python -m profilers.tflite --device local-cpu           # LiteRT (XNNPACK), measured here
+    python -m profilers.tflite --device pixel6              # benchmark_model over adb
+    python -m profilers.coreml --device iphone12            # Core ML bundle for the phone (or a Mac)
+    python -m profilers.tensorrt --device a100              # trtexec
+
+``get_profiler("onnxruntime")`` returns the plugin class; ``cls(device, threads=1).profile_module(module,
+input_shape)`` exports and measures any module (a unit or a whole network) with the shared protocol.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .devices import RUNTIMES, Device, DeviceError, get_device, list_devices
+from .stats import LatencyStats, Protocol
+
+__all__ = ["get_profiler", "RUNTIMES", "Device", "DeviceError", "get_device", "list_devices", "LatencyStats",
+           "Protocol"]
+
+_CLASSES = {"onnxruntime": ("onnxruntime", "OnnxRuntimeProfiler"), "tflite": ("tflite", "TFLiteProfiler"),
+            "coreml": ("coreml", "CoreMLProfiler"), "tensorrt": ("tensorrt", "TensorRTProfiler")}
+_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "litert": "tflite", "trt": "tensorrt"}
+
+
+def get_profiler(runtime_name: str):
+    """The :class:`profilers.base.Profiler` subclass for ``runtime_name`` (onnxruntime, tflite, coreml, tensorrt)."""
+    name = _ALIASES.get(runtime_name, runtime_name)
+    if name not in _CLASSES:
+        raise KeyError(f"unknown runtime {runtime_name!r}; choose from {list(RUNTIMES)}")
+    mod, cls = _CLASSES[name]
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), cls)

@@ -1,0 +1,34 @@
+"""Merge latency tables (e.g. the shards of one run) into one.
+
+    python -m profilers.merge latency_tables/shards/pixel6.tflite.shard*of4.csv -o latency_tables/pixel6.tflite.csv
+
+Tables whose metadata disagree on device, runtime, precision or threads are rejected; a unit measured
+in several tables keeps the row with the lowest cv.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .table import TableError, merge_tables
+
+__all__ = ["main"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m profilers.merge", description=__doc__.split("\n\n")[0])
+    ap.add_argument("tables", nargs="+", help="tables to merge (CSV with .meta.json sidecars)")
+    ap.add_argument("-o", "--out", required=True, help="merged table path")
+    args = ap.parse_args(argv)
+    try:
+        df, meta = merge_tables(args.tables, args.out)
+    except TableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(df)} units from {len(args.tables)} table(s) "
+          f"({meta.get('device')}/{meta.get('runtime')})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

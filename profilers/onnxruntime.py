@@ -1,0 +1,103 @@
+"""ONNX Runtime profiler: opset-20 ONNX export, timed with ``InferenceSession.run``.
+
+Export uses the TorchScript exporter at opset 20, which writes GELU as one ``Gelu`` op (the dynamo
+exporter's default opset 18 leaves Erf that ORT does not fuse, ~20% slower FFNs) and is 10-50x faster
+than the dynamo exporter. Sessions use ``intra_op_num_threads`` = the device's threads, ``inter_op`` 1,
+sequential execution and ``ORT_ENABLE_ALL``. The CPU provider is used unless the device entry asks for
+CUDA/TensorRT execution providers, which must then be available. Timing covers ``sess.run`` (input copy
+and output allocation included, ~13 us floor on this CPU).
+
+    python -m profilers.onnxruntime --device local-cpu
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Profiler, ProfilerUnavailable, main, quiet_output
+from .stats import LatencyStats
+
+__all__ = ["OnnxRuntimeProfiler", "export_onnx"]
+
+OPSET = 20
+
+
+def export_onnx(module: torch.nn.Module, input_shape: tuple, path: Path, opset: int = OPSET,
+                dynamo: bool = False, quiet: bool = True) -> Path:
+    """Export ``module`` to ONNX with one input ``input`` and one output ``output``."""
+    x = torch.randn(*input_shape)
+    path = Path(path)
+    with warnings.catch_warnings(), quiet_output(quiet), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (x,), str(path), dynamo=dynamo, opset_version=opset,
+                          input_names=["input"], output_names=["output"])
+    return path
+
+
+class OnnxRuntimeProfiler(Profiler):
+    name = "onnxruntime"
+    suffix = ".onnx"
+
+    def __init__(self, *a, dynamo: bool = False, **kw):
+        super().__init__(*a, **kw)
+        self.dynamo = dynamo
+
+    def _ort(self):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ProfilerUnavailable("onnxruntime is not installed: pip install onnxruntime "
+                                      "(onnxruntime-gpu for CUDA/TensorRT providers)") from None
+        return ort
+
+    def runtime_version(self) -> str:
+        return self._ort().__version__
+
+    def providers(self) -> list[str]:
+        want = list(self.device.providers) or ["CPUExecutionProvider"]
+        avail = self._ort().get_available_providers()
+        missing = [p for p in want if p not in avail]
+        if missing:
+            raise ProfilerUnavailable(
+                f"device {self.device.name!r} asks for ONNX Runtime provider(s) {missing}, but this onnxruntime "
+                f"has only {avail}; install onnxruntime-gpu (with CUDA/TensorRT libraries) on a machine with "
+                f"the GPU, or pick a CPU device such as local-cpu")
+        return want if "CPUExecutionProvider" in want else want + ["CPUExecutionProvider"]
+
+    def check_ready(self) -> None:
+        self.providers()
+
+    def settings(self) -> dict:
+        return {"providers": list(self.device.providers) or ["CPUExecutionProvider"],
+                "exporter": "dynamo" if self.dynamo else "torchscript", "opset": OPSET,
+                "intra_op_num_threads": self.threads, "inter_op_num_threads": 1,
+                "execution_mode": "ORT_SEQUENTIAL", "graph_optimization_level": "ORT_ENABLE_ALL",
+                "timed": "InferenceSession.run"}
+
+    def export(self, module, input_shape, path):
+        return export_onnx(module, input_shape, path, dynamo=self.dynamo, quiet=self.quiet)
+
+    def session(self, path: Path):
+        ort = self._ort()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(self.threads)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(path), so, providers=self.providers())
+
+    def measure(self, path, input_shape) -> LatencyStats:
+        sess = self.session(path)
+        inp = sess.get_inputs()[0]
+        x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+        feed = {inp.name: x}
+        run = sess.run
+        return self.protocol.measure(lambda: run(None, feed))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(OnnxRuntimeProfiler))

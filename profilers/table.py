@@ -1,0 +1,308 @@
+"""Latency tables: ``latency_tables/{device}.{runtime}.csv`` plus a ``.meta.json`` sidecar.
+
+One row per unit: the :class:`nas.blocks.BlockSpec` fields (``key,kind,cin,cout,res,stride,hidden,attn,
+classes``) then the measurement (``p50_ms,p10_ms,p90_ms,mean_ms,std_ms,cv,n,threads,measured_at``).
+Tables are append-only: :class:`TableWriter` appends and flushes each finished row, so a killed run
+keeps every finished row and a rerun measures only what is missing.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+__all__ = ["TableError", "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "table_path", "meta_path",
+           "read_table", "read_meta", "write_meta", "TableWriter", "format_row", "merge_tables", "now_iso"]
+
+SPEC_COLUMNS = ["key", "kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
+STAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "threads", "measured_at"]
+COLUMNS = SPEC_COLUMNS + STAT_COLUMNS
+_INT_COLUMNS = ["cin", "cout", "res", "stride", "hidden", "attn", "classes", "n", "threads"]
+_FLOAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv"]
+#: metadata fields that must agree between tables that are merged or appended to
+IDENTITY_FIELDS = ("device", "runtime")
+
+TABLES_DIR = Path(__file__).resolve().parent.parent / "latency_tables"
+
+
+class TableError(ValueError):
+    """A latency table that is missing, malformed or inconsistent (the message says which and why)."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def table_path(device: str, runtime: str, root: str | Path | None = None) -> Path:
+    """``{root}/{device}.{runtime}.csv``; ``root`` defaults to the repository's ``latency_tables/``."""
+    return Path(root if root is not None else TABLES_DIR) / f"{device}.{runtime}.csv"
+
+
+def meta_path(path: str | Path) -> Path:
+    """The metadata sidecar of a table: ``X.csv`` -> ``X.meta.json``."""
+    p = Path(path)
+    return p.with_name((p.name[:-4] if p.name.endswith(".csv") else p.name) + ".meta.json")
+
+
+def _make_hint(path: Path) -> str:
+    parts = path.name.split(".")
+    if len(parts) == 3 and parts[2] == "csv":
+        return f" Make it with: python -m profilers.{parts[1]} --device {parts[0]}"
+    return " Make one with: python -m profilers.<runtime> --device <device> --out " + str(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# metadata
+# ----------------------------------------------------------------------------------------------
+def read_meta(path: str | Path) -> dict:
+    """The sidecar metadata of table ``path`` ({} when there is none; TableError when malformed)."""
+    mp = meta_path(path)
+    if not mp.exists():
+        return {}
+    try:
+        meta = json.loads(mp.read_text())
+    except json.JSONDecodeError as e:
+        raise TableError(f"{mp}: metadata is not valid JSON ({e}); fix or delete it") from None
+    if not isinstance(meta, dict):
+        raise TableError(f"{mp}: metadata must be a JSON object")
+    return meta
+
+
+def write_meta(path: str | Path, meta: dict) -> Path:
+    """Write the sidecar atomically (write to a temporary file, then rename)."""
+    mp = meta_path(path)
+    mp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = mp.with_name(mp.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, mp)
+    return mp
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+def _drop_partial_last_line(text: str, path: Path) -> str:
+    if text and not text.endswith("\n"):
+        lines = text.split("\n")
+        if lines[-1].count(",") < len(COLUMNS) - 1:
+            warnings.warn(f"{path}: ignoring an incomplete last line (a run killed while writing it); "
+                          f"rerunning the profiler removes it and measures that unit again")
+            return "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else "")
+    return text
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Read a latency table: ``(DataFrame indexed by key, metadata dict)``.
+
+    Raises :class:`TableError` naming the file and the problem when it is missing or malformed.
+    A duplicated key keeps its last row (a table is append-only).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"latency table {path} does not exist.{_make_hint(path)}")
+    if path.is_dir():
+        raise TableError(f"latency table {path} is a directory, not a CSV file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise TableError(f"latency table {path} is not a text CSV file") from None
+    text = _drop_partial_last_line(text, path)
+    if not text.strip():
+        raise TableError(f"latency table {path} is empty (expected a header line: {','.join(COLUMNS)})."
+                         f"{_make_hint(path)}")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows)
+    for i, r in enumerate(rows, start=2):
+        if r and len(r) != len(header):
+            raise TableError(f"latency table {path} is not a valid CSV: line {i} has {len(r)} fields, "
+                             f"the header has {len(header)}")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype={"key": str, "kind": str, "measured_at": str}, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        raise TableError(f"latency table {path} is not a valid CSV: {e}") from None
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise TableError(f"latency table {path} lacks column(s) {missing}; a table has the columns "
+                         f"{','.join(COLUMNS)}")
+    for c in _INT_COLUMNS + _FLOAT_COLUMNS:
+        num = pd.to_numeric(df[c], errors="coerce")
+        bad = num.isna() & df[c].notna()
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise TableError(f"latency table {path}, line {i + 2}: column {c!r} holds {df[c].iloc[i]!r}, "
+                             f"which is not a number")
+        df[c] = num
+    need = ["key", "kind", "cin", "cout", "res", "p50_ms", "n"]
+    for c in need:
+        empty = df[c].isna()
+        if empty.any():
+            i = int(empty.to_numpy().nonzero()[0][0])
+            raise TableError(f"latency table {path}, line {i + 2}: column {c!r} is empty")
+    if (df["p50_ms"] <= 0).any():
+        i = int((df["p50_ms"] <= 0).to_numpy().nonzero()[0][0])
+        raise TableError(f"latency table {path}, line {i + 2}: p50_ms must be positive")
+    for c in ["cin", "cout", "res", "stride", "hidden", "attn", "classes", "n"]:
+        df[c] = df[c].fillna(0).astype(int)
+    df["threads"] = df["threads"].astype("Int64")
+    df["attn"] = df["attn"].astype(bool)
+    df = df.drop_duplicates("key", keep="last").set_index("key")
+    meta = read_meta(path)
+    if not meta:
+        parts = path.name.split(".")
+        if len(parts) == 3:
+            meta = {"device": parts[0], "runtime": parts[1]}
+    return df, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.6g}"
+    return str(v)
+
+
+def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | None = None) -> str:
+    """One CSV line (with newline) for a unit (``BlockSpec.to_dict()``) and its :class:`LatencyStats`."""
+    s = stats.to_dict() if hasattr(stats, "to_dict") else dict(stats)
+    vals = [spec_dict.get(c, 0) for c in SPEC_COLUMNS]
+    vals[SPEC_COLUMNS.index("attn")] = int(bool(spec_dict.get("attn", False)))
+    vals += [s["p50_ms"], s["p10_ms"], s["p90_ms"], s["mean_ms"], s["std_ms"], s["cv"], int(s["n"]),
+             threads, measured_at or now_iso()]
+    for v in vals[:1]:
+        if "," in str(v) or "\n" in str(v):
+            raise TableError(f"unit key {v!r} cannot be written to a CSV table")
+    return ",".join(_fmt(v) for v in vals) + "\n"
+
+
+class TableWriter:
+    """Appends rows to a table, one flushed (and fsynced) line per finished unit.
+
+    Opening repairs an incomplete last line left by a killed run and writes the header to a new file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size:
+            text = self.path.read_text()
+            if not text.endswith("\n"):
+                keep = text[:text.rfind("\n") + 1]
+                with open(self.path, "w") as f:
+                    f.write(keep)
+        new = not self.path.exists() or not self.path.stat().st_size
+        self._f = open(self.path, "a")
+        if new:
+            self._write(",".join(COLUMNS) + "\n")
+        else:
+            header = self.path.read_text().split("\n", 1)[0].strip()
+            if header.split(",") != COLUMNS:
+                self._f.close()
+                raise TableError(f"latency table {self.path} has header {header!r}, expected "
+                                 f"{','.join(COLUMNS)}; write to a new file with --out")
+
+    def _write(self, line: str):
+        self._f.write(line)
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def append(self, spec_dict: dict, stats, threads: int | None, measured_at: str | None = None):
+        self._write(format_row(spec_dict, stats, threads, measured_at))
+
+    def close(self):
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def existing_keys(path: str | Path) -> set[str]:
+    """Keys already in the table at ``path`` (empty when it does not exist yet)."""
+    p = Path(path)
+    if not p.exists() or not p.stat().st_size:
+        return set()
+    df, _ = read_table(p)
+    return set(df.index)
+
+
+def check_compatible(path: str | Path, meta_new: dict, fields: Iterable[str] = ("device", "runtime", "precision",
+                                                                                  "threads")) -> None:
+    """TableError when an existing table's metadata disagrees with a run that would append to it."""
+    old = read_meta(path)
+    diffs = [f"{f}: table has {old[f]!r}, this run {meta_new[f]!r}" for f in fields
+             if f in old and f in meta_new and old[f] != meta_new[f]]
+    if diffs:
+        raise TableError(f"{path} was measured with other settings ({'; '.join(diffs)}); "
+                         f"write to another table with --out, or remove it to start over")
+
+
+# ----------------------------------------------------------------------------------------------
+# merging
+# ----------------------------------------------------------------------------------------------
+def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Merge tables of one device and runtime into ``out`` (a key measured twice keeps its lowest cv).
+
+    Raises :class:`TableError` when the tables' metadata disagree on device, runtime, precision or threads.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise TableError("nothing to merge: give at least one table")
+    frames, metas = [], []
+    for p in paths:
+        df, meta = read_table(p)
+        frames.append(df.reset_index())
+        metas.append(meta)
+    for f in ("device", "runtime", "precision", "threads"):
+        vals = {json.dumps(m.get(f)) for m in metas if f in m}
+        if len(vals) > 1:
+            listing = ", ".join(f"{p.name}: {m.get(f)!r}" for p, m in zip(paths, metas))
+            raise TableError(f"cannot merge tables measured with different {f} ({listing})")
+    allrows = pd.concat(frames, ignore_index=True)
+    allrows["_cv"] = allrows["cv"].fillna(float("inf"))
+    allrows["_order"] = range(len(allrows))
+    merged = allrows.sort_values(["_cv", "_order"]).drop_duplicates("key", keep="first").sort_values("_order")
+    merged = merged.drop(columns=["_cv", "_order"])
+    meta = dict(metas[0])
+    for m in metas[1:]:
+        for k, v in m.items():
+            meta.setdefault(k, v)
+    for list_key, one_key in (("img_sizes", "img_size"), ("spaces", "space")):
+        vals = []
+        for m in metas:
+            for v in (m.get(list_key) or ([m[one_key]] if one_key in m else [])):
+                if v not in vals:
+                    vals.append(v)
+        if vals:
+            meta[list_key] = vals
+    meta["merged_from"] = [str(p) for p in paths]
+    meta["updated"] = now_iso()
+    meta["rows"] = int(len(merged))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(",".join(COLUMNS) + "\n")
+        for _, r in merged.iterrows():
+            st = {c: r[c] for c in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n")}
+            th = r["threads"]
+            f.write(format_row({c: r[c] for c in SPEC_COLUMNS}, st, None if pd.isna(th) else int(th),
+                               r["measured_at"]))
+    os.replace(tmp, out)
+    write_meta(out, meta)
+    return read_table(out)

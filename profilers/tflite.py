@@ -1,0 +1,143 @@
+"""TFLite / LiteRT profiler: litert-torch conversion, timed locally with the LiteRT interpreter
+(XNNPACK) or on an Android phone with ``benchmark_model`` over adb.
+
+Conversion: ``litert_torch.convert(module, (x,)).export(path)`` (NCHW in and out, as in torch).
+Local timing (device connection ``local``): ``ai_edge_litert.interpreter.Interpreter(num_threads=...)``
+with XNNPACK; the input is set once and ``invoke()`` is timed, as ``benchmark_model`` does.
+Phone timing (connection ``adb``): see :mod:`profilers.adb`.
+
+    python -m profilers.tflite --device local-cpu
+    python -m profilers.tflite --device pixel6 --benchmark-model ./benchmark_model   # phone over adb
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .adb import AdbBenchmark, delegate_flags
+from .base import Profiler, ProfilerUnavailable, main, quiet_output
+from .stats import LatencyStats
+
+__all__ = ["TFLiteProfiler", "export_tflite"]
+
+
+def _litert_torch(quiet: bool = True):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with quiet_output(quiet), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import litert_torch
+            from litert_torch import _config
+    except ImportError:
+        raise ProfilerUnavailable("litert-torch is not installed: pip install 'effv2-nas[tflite-convert]' "
+                                  "(litert-torch==0.10.0)") from None
+    try:
+        _config.config.show_progress = False
+    except Exception:                               # pragma: no cover - older/newer litert-torch
+        pass
+    return litert_torch
+
+
+def export_tflite(module: torch.nn.Module, input_shape: tuple, path: Path, quiet: bool = True) -> Path:
+    """Convert ``module`` to a ``.tflite`` flatbuffer with litert-torch (fp32)."""
+    lt = _litert_torch(quiet)
+    x = torch.randn(*input_shape)
+    with quiet_output(quiet), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        lt.convert(module.eval(), (x,)).export(str(path))
+    return Path(path)
+
+
+class TFLiteProfiler(Profiler):
+    name = "tflite"
+    suffix = ".tflite"
+
+    def __init__(self, *a, adb_serial: str | None = None, benchmark_model: str | None = None, **kw):
+        super().__init__(*a, **kw)
+        conn = self.device.connection
+        self.remote = self.device.connection_type == "adb"
+        self.adb = None
+        if self.remote:
+            self.adb = AdbBenchmark(serial=adb_serial or conn.get("serial"),
+                                    benchmark_model=conn.get("benchmark_model"),
+                                    local_benchmark_model=benchmark_model or os.environ.get("BENCHMARK_MODEL"),
+                                    workdir=conn.get("workdir", "/data/local/tmp/effv2_nas"),
+                                    taskset=conn.get("taskset"), adb=conn.get("adb", "adb"))
+
+    @classmethod
+    def add_arguments(cls, ap):
+        ap.add_argument("--adb-serial", default=None, help="adb serial of the phone (when several are attached)")
+        ap.add_argument("--benchmark-model", default=None,
+                        help="local android_aarch64 benchmark_model binary to push to the phone")
+
+    @classmethod
+    def options_from_args(cls, args):
+        return {"adb_serial": args.adb_serial, "benchmark_model": args.benchmark_model}
+
+    def runtime_version(self) -> str:
+        if self.remote:
+            return "benchmark_model (on device)"
+        try:
+            import ai_edge_litert
+            return f"ai-edge-litert {getattr(ai_edge_litert, '__version__', 'unknown')}"
+        except ImportError:
+            return "unknown"
+
+    def settings(self) -> dict:
+        d = {"converter": "litert-torch", "delegate": self.device.delegate or "xnnpack",
+             "connection": self.device.connection_type}
+        try:
+            from importlib.metadata import version
+            d["converter_version"] = version("litert-torch")
+        except Exception:
+            pass
+        if self.remote:
+            d["benchmark_model_flags"] = delegate_flags(self.device.delegate, self.device.precision)
+            d["taskset"] = self.adb.taskset
+            d["timed"] = "benchmark_model timed runs (avg per round)"
+        else:
+            d["timed"] = "Interpreter.invoke"
+        return d
+
+    def check_ready(self) -> None:
+        if self.remote:
+            self.adb.check()
+            return
+        if (self.device.delegate or "xnnpack") not in ("xnnpack", "cpu"):
+            raise ProfilerUnavailable(f"device {self.device.name!r} uses the {self.device.delegate} delegate, which "
+                                      f"the local LiteRT interpreter does not provide; it is measured over adb")
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+        except ImportError:
+            raise ProfilerUnavailable("ai-edge-litert is not installed: pip install ai-edge-litert==2.3.0") from None
+
+    def export(self, module, input_shape, path):
+        return export_tflite(module, input_shape, path, quiet=self.quiet)
+
+    def profile_module(self, module, input_shape, name: str = "model") -> LatencyStats:
+        self.check_ready()                           # fail before a conversion that cannot be measured
+        return super().profile_module(module, input_shape, name)
+
+    def measure(self, path, input_shape) -> LatencyStats:
+        if self.remote:
+            p = self.protocol
+            runs = p.runs or 50
+            st, _ = self.adb.benchmark(path, self.threads, p.warmup, runs, p.rounds,
+                                       delegate_flags(self.device.delegate, self.device.precision))
+            return st
+        from ai_edge_litert.interpreter import Interpreter
+        with quiet_output(self.quiet):
+            it = Interpreter(model_path=str(path), num_threads=int(self.threads))
+            it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        x = np.random.default_rng(0).standard_normal(tuple(inp["shape"])).astype(inp["dtype"])
+        it.set_tensor(inp["index"], x)
+        return self.protocol.measure(it.invoke)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(TFLiteProfiler))
