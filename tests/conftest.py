@@ -27,3 +27,32 @@ def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> to
 @pytest.fixture
 def randomize():
     return randomize_
+
+
+FAST_PROTOCOL = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_table(tmp_path_factory):
+    """A real ONNX Runtime table (this CPU, 1 thread) of the tiny space at 64 px and 10 classes."""
+    from nas.blocks import space_units
+    from nas.space import TINY_SPACE
+    from profilers import get_profiler
+    from profilers.base import run_table
+    from profilers.stats import Protocol
+    out = tmp_path_factory.mktemp("tables") / "local-cpu.onnxruntime.csv"
+    prof = get_profiler("onnxruntime")("local-cpu", protocol=Protocol(**FAST_PROTOCOL))
+    run_table(prof, space_units(TINY_SPACE, 64, 10), out, space_name="tiny", img_size=64, num_classes=10,
+              progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory):
+    """A supernet of the tiny space trained for a few steps on Fashion-MNIST at 64 px (a run folder)."""
+    from nas.train_supernet import main
+    out = tmp_path_factory.mktemp("supernet")
+    main(["--space", "tiny", "--batch-size", "16", "--train-subset", "800", "--eval-size", "100",
+          "--calib-batches", "1", "--no-progress", "--threads", "1", "--steps", "30", "--eval-every", "0",
+          "--lr", "3e-3", "--no-plot", "--out", str(out)])
+    return out

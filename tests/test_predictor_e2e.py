@@ -1,0 +1,38 @@
+"""The predictor's whole path on real measurements: table -> calibration -> validation."""
+import json
+
+import pandas as pd
+import pytest
+
+from nas.calibrate import calibrate
+from nas.space import Arch
+from nas.predictor import LatencyPredictor, calibration_path
+from nas.validate import validate
+
+
+@pytest.mark.slow
+def test_calibrate_then_validate_on_a_measured_tiny_table(tiny_table, tmp_path):
+    raw = LatencyPredictor.from_table(tiny_table)
+    assert raw.calibration is None and raw.space.name == "tiny" and raw.img_size == 64
+    cal = calibrate(str(tiny_table), n_random=6, out_dir=tmp_path / "cal")
+    stored = json.loads(calibration_path(tiny_table).read_text())
+    assert stored["n"] == 6 and len(stored["archs"]) == 6
+    pred = LatencyPredictor.from_table(tiny_table)
+    assert pred.calibration is not None and pred.calibration.to_dict() == cal.to_dict()
+    nets = pd.read_csv(tmp_path / "cal" / "local-cpu.onnxruntime.networks.csv")
+    assert len(nets) == 6 and (nets["p50_ms"] > 0).all()
+    # least squares: the calibrated map fits its own networks at least as well as the raw block sums
+    archs = [Arch.from_dict(a) for a in stored["archs"]]
+    measured = nets.set_index("arch").loc[[a.to_json() for a in archs], "p50_ms"].to_numpy()
+    sse = lambda p: float(((p.predict_many(archs) - measured) ** 2).sum())
+    assert sse(pred) <= sse(raw) + 1e-12
+
+    report = validate(str(tiny_table), n=6, out_dir=tmp_path / "val", predictor=pred)
+    assert report["n"] == 6 and report["calibrated"]
+    assert 0 <= report["within_5_pct"] <= report["within_10_pct"] <= 100
+    assert report["mape_pct"] < 50                          # tiny nets at 64 px: loose, but not nonsense
+    rows = pd.read_csv(tmp_path / "val" / "local-cpu.onnxruntime.validation.csv")
+    assert len(rows) == 6 and {"p50_ms", "predicted_ms"} <= set(rows.columns)
+    held_out = {json.dumps(a) for a in stored["archs"]}
+    assert not held_out & {json.dumps(json.loads(a)) for a in rows["arch"]}      # validation is held out
+    assert (tmp_path / "val" / "local-cpu.onnxruntime.validation.png").stat().st_size > 1000
