@@ -89,17 +89,33 @@ class Evaluation:
 
 
 class Objective:
-    """Accuracy from ``accuracy_fn`` (cached per architecture), latency from ``latency_fn``."""
+    """Accuracy from ``accuracy_fn`` (cached per architecture), latency from ``latency_fn``.
 
-    def __init__(self, accuracy_fn: Callable[[Arch], float], latency_fn: Callable[[Arch], float],
+    ``evaluations`` counts the distinct architectures whose accuracy this objective was asked for (the
+    budget the strategies are compared on). ``known`` pre-fills the accuracy cache (a resumed search reads
+    it from disk; such architectures still count once when first asked for), and ``on_evaluated(arch,
+    accuracy)`` is called for every accuracy actually computed.
+    """
+
+    def __init__(self, accuracy_fn: Callable[[Arch], float] | None, latency_fn: Callable[[Arch], float],
                  num_classes: int = 1000, img_size: int = 224, mes: MES | None = None,
-                 accuracy_many: Callable[[Sequence[Arch]], Sequence[float]] | None = None):
+                 accuracy_many: Callable[[Sequence[Arch]], Sequence[float]] | None = None,
+                 known: dict[str, float] | None = None,
+                 on_evaluated: Callable[[Arch, float], None] | None = None):
+        if accuracy_fn is None and accuracy_many is None:
+            raise ValueError("give accuracy_fn or accuracy_many")
         self.accuracy_fn, self.latency_fn = accuracy_fn, latency_fn
         self.accuracy_many = accuracy_many
         self.num_classes, self.img_size = num_classes, img_size
         self.mes_fn = mes or MES()
-        self._acc: dict[str, float] = {}
-        self.evaluations = 0
+        self._acc: dict[str, float] = dict(known or {})
+        self._seen: set[str] = set()
+        self.on_evaluated = on_evaluated
+        self.computed = 0
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._seen)
 
     def params(self, arch: Arch) -> int:
         return count_params(arch, self.num_classes, self.img_size)
@@ -114,9 +130,12 @@ class Objective:
         if todo:
             accs = (self.accuracy_many([a for _, a in todo]) if self.accuracy_many
                     else [self.accuracy_fn(a) for _, a in todo])
-            for (k, _), acc in zip(todo, accs):
+            for (k, a), acc in zip(todo, accs):
                 self._acc[k] = float(acc)
-            self.evaluations += len(todo)
+                if self.on_evaluated:
+                    self.on_evaluated(a, float(acc))
+            self.computed += len(todo)
+        self._seen.update(keys)
         out = []
         for k, a in zip(keys, archs):
             lat, p, m = self.cheap(a)
@@ -139,39 +158,73 @@ class Step:
     evaluation: Evaluation
     evaluations_so_far: int
     candidates: int
+    evaluated: int = 0
 
     def row(self) -> dict:
         return {"step": self.step, "action": self.action, "candidates": self.candidates,
-                "evaluations": self.evaluations_so_far, **self.evaluation.row()}
+                "evaluated": self.evaluated, "evaluations": self.evaluations_so_far, **self.evaluation.row()}
 
 
 def paper_search(objective: Objective, space: SearchSpace, start: Arch | None = None,
                  params_budget: float | None = None, latency_budget: float | None = None,
-                 kinds: str = PAPER_ACTIONS, max_steps: int = 1000,
+                 kinds: str = PAPER_ACTIONS, max_steps: int = 1000, lazy: bool = False, batch: int = 1,
                  on_step: Callable[[Step], None] | None = None) -> list[Step]:
     """Greedy fine-grained joint search (EfficientFormerV2 §4): from ``start`` (default: the largest
     subnet), evaluate every action of the pool and apply the one with the smallest accuracy drop per
-    MES gain, until the budgets hold. Returns the trajectory (step 0 is the start)."""
+    MES gain, until the budgets hold. Returns the trajectory (step 0 is the start).
+
+    Only actions that raise MES are candidates. An action whose accuracy does not drop (on a finite
+    held-out set many differences are noise around zero) scores 0, and ties go to the larger MES gain.
+
+    ``lazy=True`` is the lazy-greedy variant for when accuracy evaluations are expensive: the first step
+    evaluates the whole pool; later steps rank the actions by their last measured accuracy drop (stale,
+    from an earlier state) over their current MES gain, and evaluate in that order, ``batch`` at a time,
+    until the best freshly evaluated score is no worse than the best stale score left. The applied action
+    always has a fresh evaluation; the approximation is only in which actions are not re-evaluated.
+    """
     if params_budget is None and latency_budget is None:
         raise ValueError("give a params budget, a latency budget, or both")
     cur = objective.evaluate(start or space.max_arch())
     traj = [Step(0, "start", cur, objective.evaluations, 0)]
     if on_step:
         on_step(traj[-1])
+    stale: dict[Action, float] = {}           # action -> accuracy drop when last evaluated
+    batch = max(1, int(batch))
     while not within_budget(cur, params_budget, latency_budget) and len(traj) <= max_steps:
-        pool = action_pool(cur.arch, space, kinds)
-        # only actions that improve efficiency are candidates
-        pool = [(a, new) for a, new in pool if objective.cheap(new)[2] > cur.mes]
+        pool = []
+        for action, new in action_pool(cur.arch, space, kinds):
+            gain = objective.cheap(new)[2] - cur.mes
+            if gain > 0:                      # only actions that improve efficiency are candidates
+                pool.append((action, new, gain))
         if not pool:
             break
-        evs = objective.evaluate_many([new for _, new in pool])
-        best = None
-        for (action, _), ev in zip(pool, evs):
-            score = (cur.accuracy - ev.accuracy) / (ev.mes - cur.mes)
-            if best is None or score < best[0]:
-                best = (score, action, ev)
-        _, action, cur = best
-        traj.append(Step(len(traj), str(action), cur, objective.evaluations, len(pool)))
+        fresh: dict[Action, Evaluation] = {}
+
+        def run(items):
+            for (action, _, _), ev in zip(items, objective.evaluate_many([new for _, new, _ in items])):
+                fresh[action] = ev
+                stale[action] = cur.accuracy - ev.accuracy
+
+        def key(item, drop):                  # an action that costs no accuracy is free: largest gain wins
+            return (max(drop, 0.0) / item[2], -item[2])
+
+        if not lazy or not stale:
+            run(pool)
+        else:
+            unknown = [it for it in pool if it[0] not in stale]
+            known = sorted((it for it in pool if it[0] in stale), key=lambda it: key(it, stale[it[0]]))
+            todo = unknown + known
+            while todo:
+                run(todo[:batch])
+                todo = todo[batch:]
+                best_fresh = min(key(it, cur.accuracy - fresh[it[0]].accuracy) for it in pool if it[0] in fresh)
+                if not todo or (todo[0][0] in stale and best_fresh <= key(todo[0], stale[todo[0][0]])):
+                    break
+        scored = [(key(it, cur.accuracy - fresh[it[0]].accuracy), i, it) for i, it in enumerate(pool)
+                  if it[0] in fresh]
+        _, _, (action, _, _) = min(scored)
+        cur = fresh[action]
+        traj.append(Step(len(traj), str(action), cur, objective.evaluations, len(pool), len(fresh)))
         if on_step:
             on_step(traj[-1])
     return traj
@@ -196,34 +249,32 @@ def random_search(objective: Objective, space: SearchSpace, n_evals: int, seed: 
 def nsga2_search(objective: Objective, space: SearchSpace, n_evals: int, seed: int = 0,
                  params_budget: float | None = None, latency_budget: float | None = None,
                  storage: str | None = None, study_name: str | None = None,
-                 population_size: int = 20) -> list[Evaluation]:
+                 population_size: int = 20, batch: int = 1) -> list[Evaluation]:
     """Optuna NSGA-II over the space (maximise accuracy, minimise latency and params; budgets as
-    constraints). ``storage`` (an Optuna storage URL) lets several workers share one study."""
+    constraints) until ``n_evals`` distinct architectures have been accuracy-evaluated. Trials are asked
+    ``batch`` at a time and evaluated together (``Objective.evaluate_many``, which can spread them over
+    processes). ``storage`` (an Optuna storage URL) lets several workers share one study."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    def constraints(trial):
-        return trial.user_attrs["violation"]
-
-    sampler = optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed,
-                                            constraints_func=constraints)
+    sampler = optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler,
                                 storage=storage, study_name=study_name, load_if_exists=storage is not None)
     results: list[Evaluation] = []
-
-    def objective_fn(trial):
-        arch = suggest_arch(trial, space)
-        ev = objective.evaluate(arch)
-        trial.set_user_attr("violation", [
-            (ev.params - params_budget) / params_budget if params_budget else -1.0,
-            (ev.latency_ms - latency_budget) / latency_budget if latency_budget else -1.0])
-        trial.set_user_attr("arch", arch.to_json())
-        results.append(ev)
-        return ev.accuracy, ev.latency_ms, ev.params
-
-    start = objective.evaluations
-    while objective.evaluations - start < n_evals and len(results) < 20 * n_evals:
-        study.optimize(objective_fn, n_trials=1)
+    start, asked = objective.evaluations, 0
+    while objective.evaluations - start < n_evals and asked < 20 * n_evals:
+        k = max(1, min(batch, n_evals - (objective.evaluations - start)))
+        trials = [study.ask() for _ in range(k)]
+        archs = [suggest_arch(t, space) for t in trials]
+        asked += k
+        for trial, ev in zip(trials, objective.evaluate_many(archs)):
+            # feasible when <= 0 (Optuna's constrained NSGA-II ranks feasible trials first)
+            trial.set_constraint("params", (ev.params - params_budget) / params_budget if params_budget else -1.0)
+            trial.set_constraint("latency", (ev.latency_ms - latency_budget) / latency_budget
+                                 if latency_budget else -1.0)
+            trial.set_user_attr("arch", ev.arch.to_json())
+            study.tell(trial, (ev.accuracy, ev.latency_ms, ev.params))
+            results.append(ev)
     return results
 
 

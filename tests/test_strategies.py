@@ -80,3 +80,50 @@ def test_budget_is_required():
     obj, _ = make_objective(TINY_SPACE)
     with pytest.raises(ValueError, match="budget"):
         paper_search(obj, TINY_SPACE)
+
+
+def _additive_objective(space, seed):
+    """Accuracy as a sum of per-choice penalties: every action's accuracy drop is the same in every
+    state, so the lazy variant's stale scores are exact and it must follow the exhaustive trajectory."""
+    rng = np.random.default_rng(seed)
+    w_pen = rng.uniform(0.001, 0.02, len(space.widths))            # per step down a stage's widths
+    drop = [rng.uniform(0.001, 0.03, d) for d in space.max_depths]
+    ratio = [rng.uniform(0.001, 0.01, d) for d in space.max_depths]
+
+    def acc(arch):
+        a = 0.9
+        for s, w in enumerate(arch.widths):
+            a -= w_pen[s] * (len(space.widths[s]) - 1 - space.widths[s].index(w))
+        for s, stage in enumerate(arch.blocks):
+            for j, b in enumerate(stage):
+                a -= (not b.keep) * drop[s][j] + (max(space.ratios) - b.ratio) * ratio[s][j]
+        return a
+
+    table = {u.key: float(u.macs / 1e8 + rng.uniform(0.01, 0.05)) for u in space_units(space, 64, 10)}
+    pred = LatencyPredictor(table, space, img_size=64, num_classes=10)
+    return (lambda: Objective(acc, pred.predict, num_classes=10, img_size=64)), pred
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lazy_search_matches_exhaustive_when_drops_do_not_change(seed):
+    make, pred = _additive_objective(TINY_SPACE, seed)
+    budget = pred.predict(TINY_SPACE.min_arch()) * 1.3
+    full_obj, lazy_obj = make(), make()
+    full = paper_search(full_obj, TINY_SPACE, latency_budget=budget)
+    lazy = paper_search(lazy_obj, TINY_SPACE, latency_budget=budget, lazy=True, batch=2)
+    assert [s.action for s in lazy] == [s.action for s in full] and len(full) > 4
+    assert lazy_obj.evaluations < full_obj.evaluations
+    assert all(s.evaluated >= 1 for s in lazy[1:])                # the applied action is always fresh
+    assert lazy[1].evaluated == lazy[1].candidates                # first step evaluates the whole pool
+
+
+def test_lazy_search_applies_only_freshly_evaluated_actions():
+    obj, pred = make_objective(TINY_SPACE)                        # log-MACs accuracy: drops change
+    budget = pred.predict(TINY_SPACE.min_arch()) * 1.6
+    seen = []
+    traj = paper_search(obj, TINY_SPACE, latency_budget=budget, kinds="CNEA", lazy=True,
+                        on_step=lambda st: seen.append(obj.evaluations))
+    assert within_budget(traj[-1].evaluation, None, budget)
+    for prev, step in zip(traj, traj[1:]):
+        assert step.evaluation.mes > prev.evaluation.mes
+        assert step.evaluation.accuracy == obj.accuracy_fn(step.evaluation.arch)

@@ -1,0 +1,80 @@
+"""The paper's search against NSGA-II and random search at an equal evaluation budget, measured in one run.
+
+    python benchmarks/search.py                    # default supernet and table, S0-latency budget
+    python benchmarks/search.py --params-budget 3.5
+
+Runs ``python -m nas.search --strategy all`` (under torchrun with one process per core when there are
+several cores), then prints the wall time of the paper's loop (target: <= 15 minutes on this CPU) and the
+three picks side by side, and says whether the paper's pick dominates, or is not dominated by, the best
+baseline pick (higher accuracy at no more latency).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dominates(a: dict, b: dict) -> bool:
+    return (a["accuracy"] >= b["accuracy"] and a["latency_ms"] <= b["latency_ms"]
+            and (a["accuracy"] > b["accuracy"] or a["latency_ms"] < b["latency_ms"]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--procs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--out-dir", default="runs/search/benchmark")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached accuracy evaluations")
+    args, extra = ap.parse_known_args()
+    out = ROOT / args.out_dir
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    search = ["-m", "nas.search", "--strategy", "all", "--no-export", "--out-dir", str(out), *extra]
+    if args.procs > 1:
+        torchrun = Path(sys.executable).with_name("torchrun")
+        cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone",
+               "--nproc_per_node", str(args.procs), *search]
+    else:
+        cmd = [sys.executable, *search]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    s = json.loads((out / "summary.json").read_text())
+    st = s["strategies"]
+    paper = st["paper"]
+    print(f"\n{s['target']} ({s['runtime']}), budgets {s['budgets']}, {s['heldout']} held-out images, "
+          f"{s['processes']} process(es)")
+    print(f"paper loop: {paper['steps']} steps, {paper['n_evals']} accuracy evaluations, "
+          f"{paper['seconds'] / 60:.1f} min (target <= 15 min: {'met' if paper['seconds'] <= 900 else 'missed'})")
+    print(f"\n| strategy | evaluations | time (s) | accuracy | latency (ms) | params (M) | MES |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in st.items():
+        c = r["chosen"]
+        if c is None:
+            print(f"| {name} | {r['n_evals']} | {r['seconds']:.0f} | none within budget | | | |")
+        else:
+            print(f"| {name} | {r['n_evals']} | {r['seconds']:.0f} | {c['accuracy'] * 100:.2f}% | "
+                  f"{c['latency_ms']:.3f} | {c['params'] / 1e6:.3f} | {c['mes']:.2f} |")
+    ref = s.get("reference_s0")
+    if ref:
+        print(f"| S0 (hand-designed, reference) | 1 | | {ref['accuracy'] * 100:.2f}% | {ref['latency_ms']:.3f} | "
+              f"{ref['params'] / 1e6:.3f} | {ref['mes']:.2f} |")
+    p = paper["chosen"]
+    others = {n: r["chosen"] for n, r in st.items() if n != "paper" and r["chosen"]}
+    if p is None or not others:
+        return
+    best_name, best = max(others.items(), key=lambda kv: (kv[1]["accuracy"], -kv[1]["latency_ms"]))
+    if dominates(p, best):
+        verdict = f"the paper's pick dominates the best baseline pick ({best_name})"
+    elif dominates(best, p):
+        verdict = f"the paper's pick is dominated by {best_name}'s"
+    else:
+        verdict = f"neither dominates: the paper's pick is not dominated by the best baseline pick ({best_name})"
+    print(f"\n{verdict}")
+
+
+if __name__ == "__main__":
+    main()
