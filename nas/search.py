@@ -50,22 +50,26 @@ class DistributedAccuracy:
     Rank 0 runs the search and calls the object; every other rank calls :meth:`serve`, which waits for
     lists of architectures (broadcast by rank 0), evaluates its share (every ``world``-th one) and
     gathers the results back, until rank 0 calls :meth:`close`. With one process it simply loops.
+    ``fns`` maps a name to an accuracy function (e.g. the search's held-out split and a final one);
+    ``__call__(archs, which=...)`` picks one.
     """
 
-    def __init__(self, accuracy_fn: Callable[[Arch], float], progress: bool = True):
-        self.fn = accuracy_fn
+    def __init__(self, fns: dict[str, Callable[[Arch], float]] | Callable[[Arch], float], progress: bool = True):
+        self.fns = fns if isinstance(fns, dict) else {"search": fns}
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.progress = progress
 
-    def _share(self, archs: Sequence[Arch]) -> list[float]:
+    def _share(self, archs: Sequence[Arch], which: str) -> list[float]:
+        fn = self.fns[which]
         mine = range(self.rank, len(archs), self.world)
         it = mine
         if self.progress and self.rank == 0 and len(archs) >= 2 * self.world + 1:
             from tqdm import tqdm
-            it = tqdm(mine, desc=f"evaluating {len(archs)} subnets", unit="net", leave=False,
+            here = f" ({len(mine)} on this process)" if self.world > 1 else ""
+            it = tqdm(mine, desc=f"evaluating {len(archs)} subnets{here}", unit="net", leave=False,
                       file=sys.stderr, dynamic_ncols=True)
-        local = {i: float(self.fn(archs[i])) for i in it}
+        local = {i: float(fn(archs[i])) for i in it}
         if self.world == 1:
             return [local[i] for i in range(len(archs))]
         parts: list = [None] * self.world
@@ -73,11 +77,10 @@ class DistributedAccuracy:
         merged = {k: v for p in parts for k, v in p.items()}
         return [merged[i] for i in range(len(archs))]
 
-    def __call__(self, archs: Sequence[Arch]) -> list[float]:
+    def __call__(self, archs: Sequence[Arch], which: str = "search") -> list[float]:
         if self.world > 1:
-            payload = [[a.to_dict() for a in archs]]
-            dist.broadcast_object_list(payload, src=0)
-        return self._share(archs)
+            dist.broadcast_object_list([(which, [a.to_dict() for a in archs])], src=0)
+        return self._share(archs, which)
 
     def serve(self) -> None:
         while True:
@@ -85,11 +88,29 @@ class DistributedAccuracy:
             dist.broadcast_object_list(payload, src=0)
             if payload[0] is None:
                 return
-            self._share([Arch.from_dict(d) for d in payload[0]])
+            which, archs = payload[0]
+            self._share([Arch.from_dict(d) for d in archs], which)
 
     def close(self) -> None:
         if self.world > 1 and self.rank == 0:
             dist.broadcast_object_list([None], src=0)
+
+
+def final_evaluator(net, dataset: str, start: int, n: int, calib_batches: int, batch_size: int, seed: int):
+    """A :class:`SubnetEvaluator` on test images ``[start, start + n)``: disjoint from the search's
+    held-out images, so the strategies' picks are compared without the bias of having been selected on
+    the same images. None when the test split has no images left."""
+    from .data import ImageSet, batches, load_dataset
+    from .evaluate import SubnetEvaluator
+    test = load_dataset(dataset, "test")
+    end = min(len(test), start + n)
+    if end <= start:
+        return None
+    part = ImageSet(test.images[start:end], test.labels[start:end], test.classes, test.name,
+                    f"{test.source} [{start}:{end}]")
+    train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
+    return SubnetEvaluator(net, batches(train, net.img_size, batch_size), batches(part, net.img_size, 256),
+                           calib_batches=calib_batches)
 
 
 # -- the accuracy cache that makes a search resumable -------------------------------------------------
@@ -152,7 +173,8 @@ def plot_trajectory(traj: list[Step], path: Path, budgets: dict, title: str) -> 
     a1.set_title("accuracy vs latency along the search", fontsize=9)
     a2.plot(df["step"], df["mes"], "-o", ms=3, color="tab:green", label="MES")
     a2.set_xlabel("step")
-    a2.set_ylabel("MES", color="tab:green")
+    a2.set_ylabel("MES (log scale)", color="tab:green")
+    a2.set_yscale("log")
     a3 = a2.twinx()
     a3.plot(df["step"], df["params"] / 1e6, "-", color="tab:purple", label="params (M)")
     a3.set_ylabel("params (M)", color="tab:purple")
@@ -221,6 +243,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--storage", help="Optuna storage URL for NSGA-II (share one study between workers)")
     ap.add_argument("--study-name", help="Optuna study name (default derived from target and budgets)")
     ap.add_argument("--heldout", type=int, default=500, help="held-out test images per accuracy evaluation")
+    ap.add_argument("--final-heldout", type=int, default=5000,
+                    help="other test images on which the picks are finally compared (0: skip)")
     ap.add_argument("--calib-batches", type=int, default=2, help="training batches for BN recalibration")
     ap.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
     ap.add_argument("--max-steps", type=int, default=1000)
@@ -274,16 +298,15 @@ def run_search(args: argparse.Namespace) -> dict | None:
     from .predictor import LatencyPredictor, resolve_table
     from profilers.table import TableError
 
-    _ensure_supernet(args.supernet)
-    rank, world, device = _init_distributed()
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
-    say = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
-
-    try:
+    try:                                    # before any training: a missing table is the first thing to say
         table = resolve_table(args.target, args.runtime)
         pred = LatencyPredictor.from_table(table)
     except (TableError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
+    _ensure_supernet(args.supernet)
+    rank, world, device = _init_distributed()
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+    say = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
     from .checkpoint import load_supernet
     net, meta = load_supernet(args.supernet)
     space = net.space
@@ -300,17 +323,22 @@ def run_search(args: argparse.Namespace) -> dict | None:
     evaluator = SubnetEvaluator.from_dataset(net, meta.get("dataset", "fashion-mnist"), heldout=args.heldout,
                                              calib_batches=args.calib_batches, batch_size=args.batch_size,
                                              seed=args.seed)
-    pool = DistributedAccuracy(evaluator.accuracy, progress=not args.no_progress)
+    fns = {"search": evaluator.accuracy}
+    final = (final_evaluator(net, meta.get("dataset", "fashion-mnist"), evaluator.num_heldout, args.final_heldout,
+                             args.calib_batches, args.batch_size, args.seed) if args.final_heldout else None)
+    if final is not None:
+        fns["final"] = final.accuracy
+    pool = DistributedAccuracy(fns, progress=not args.no_progress)
     if rank != 0:
         pool.serve()
         return None
     try:
-        return _search_rank0(args, pred, table, net, meta, evaluator, pool, world, say)
+        return _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, say)
     finally:
         pool.close()
 
 
-def _search_rank0(args, pred, table, net, meta, evaluator, pool, world, say) -> dict:
+def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, say) -> dict:
     space = net.space
     dev, rt = pred.meta.get("device", args.target), pred.meta.get("runtime", args.runtime)
     out = Path(args.out_dir or f"runs/search/{dev}.{rt}")
@@ -369,16 +397,16 @@ def _search_rank0(args, pred, table, net, meta, evaluator, pool, world, say) -> 
         paper_search(obj, space, params_budget=pb, latency_budget=lb, kinds=args.actions,
                      max_steps=args.max_steps, lazy=args.reevaluate == "lazy", batch=world, on_step=on_step)
         results.pop("_prev", None)
-        final = traj[-1].evaluation
-        ok = within_budget(final, pb, lb)
+        last = traj[-1].evaluation
+        ok = within_budget(last, pb, lb)
         if not ok:
             say("warning: no action could raise MES further before the budgets held")
-        results["paper"] = {"evaluations": [s.evaluation for s in traj], "chosen": final if ok else None,
+        results["paper"] = {"evaluations": [s.evaluation for s in traj], "chosen": last if ok else None,
                             "n_evals": obj.evaluations, "seconds": time.perf_counter() - t0, "steps": len(traj) - 1}
         if not args.no_plot:
             plot_trajectory(traj, out / "paper" / "trajectory.png", budgets,
                             f"{dev} ({rt}): paper search, {len(traj) - 1} steps")
-        say(f"paper:  {_fmt(final)}  after {len(traj) - 1} steps, {obj.evaluations} evaluations, "
+        say(f"paper:  {_fmt(last)}  after {len(traj) - 1} steps, {obj.evaluations} evaluations, "
             f"{results['paper']['seconds']:.0f} s")
     n_evals = args.evals or (results["paper"]["n_evals"] if "paper" in results else 200)
     for name in ("nsga2", "random"):
@@ -400,23 +428,40 @@ def _search_rank0(args, pred, table, net, meta, evaluator, pool, world, say) -> 
         _rows(evs).to_csv(out / name / "evaluations.csv", index=False)
         say(f"{name}: {_fmt(chosen)}  ({obj.evaluations} evaluations, {results[name]['seconds']:.0f} s)")
 
+    reference_final = None
+    if final is not None:                  # unbiased comparison of the picks on images none was chosen on
+        picks = {n: r["chosen"] for n, r in results.items() if r["chosen"] is not None}
+        if reference is not None:
+            picks["reference_s0"] = reference
+        say(f"Final accuracy of the picks on {final.num_heldout} other test images ...")
+        accs = pool([e.arch for e in picks.values()], which="final")
+        for (n, _), acc in zip(picks.items(), accs):
+            if n == "reference_s0":
+                reference_final = acc
+            else:
+                results[n]["final_accuracy"] = acc
     summary = {"target": dev, "runtime": rt, "table": str(table), "budgets": budgets,
-               "reference_s0": reference.row() if reference else None,
+               "final_heldout": final.num_heldout if final is not None else 0,
+               "reference_s0": ({**reference.row(), "final_accuracy": reference_final}
+                                if reference else None),
                "supernet": args.supernet, "heldout": evaluator.num_heldout, "processes": world,
                "strategies": {n: {"n_evals": r["n_evals"], "seconds": round(r["seconds"], 1),
                                   **({"steps": r["steps"]} if "steps" in r else {}),
-                                  "chosen": r["chosen"].row() if r["chosen"] else None}
+                                  "chosen": ({**r["chosen"].row(), "final_accuracy": r.get("final_accuracy")}
+                                             if r["chosen"] else None)}
                               for n, r in results.items()}}
     if len(results) > 1:
         rows = [{"strategy": n, "evaluations": r["n_evals"], "seconds": round(r["seconds"], 1),
-                 **({k: v for k, v in r["chosen"].row().items() if k != "arch"} if r["chosen"] else {})}
+                 **({k: v for k, v in r["chosen"].row().items() if k != "arch"} if r["chosen"] else {}),
+                 "final_accuracy": r.get("final_accuracy")}
                 for n, r in results.items()]
         pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)
         if not args.no_plot:
             plot_comparison(results, out / "comparison.png", budgets, f"{dev} ({rt})")
-        say("\nstrategy  evaluations  time   pick within the budgets")
+        say("\nstrategy  evaluations  time   pick within the budgets" + ("   (final accuracy)" if final else ""))
         for n, r in results.items():
-            say(f"{n:8s}  {r['n_evals']:11d}  {r['seconds']:4.0f} s  {_fmt(r['chosen'])}")
+            fa = f"   ({r['final_accuracy'] * 100:.2f}%)" if r.get("final_accuracy") is not None else ""
+            say(f"{n:8s}  {r['n_evals']:11d}  {r['seconds']:4.0f} s  {_fmt(r['chosen'])}{fa}")
     main_pick = next((results[n]["chosen"] for n in strategies if results[n]["chosen"] is not None), None)
     if main_pick is not None:
         (out / "best_arch.json").write_text(main_pick.arch.to_json(indent=1))

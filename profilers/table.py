@@ -29,7 +29,8 @@ _FLOAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv"]
 #: metadata fields that must agree between tables that are merged or appended to
 IDENTITY_FIELDS = ("device", "runtime")
 
-TABLES_DIR = Path(__file__).resolve().parent.parent / "latency_tables"
+# the shipped tables (in the repository, or installed beside this package); EFFV2_TABLES points elsewhere
+TABLES_DIR = Path(os.environ.get("EFFV2_TABLES") or Path(__file__).resolve().parent.parent / "latency_tables")
 
 
 class TableError(ValueError):

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _args(table, supernet, out, *extra):
     return ["--target", str(table), "--supernet", str(supernet), "--out-dir", str(out), "--heldout", "96",
-            "--calib-batches", "1", "--batch-size", "32", "--no-progress", "--threads", "1", *map(str, extra)]
+            "--calib-batches", "1", "--batch-size", "32", "--final-heldout", "300", "--no-progress", "--threads", "1", *map(str, extra)]
 
 
 def _budget(table):
@@ -63,6 +63,9 @@ def test_search_all_strategies_then_resume(tiny_table, tiny_supernet, tmp_path, 
     n = comp.loc["paper", "evaluations"]
     assert comp.loc["nsga2", "evaluations"] == n and comp.loc["random", "evaluations"] == n   # equal budgets
     assert (comp["latency_ms"].dropna() <= budget).all()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final_heldout"] == 300 and summary["heldout"] == 96          # disjoint images
+    assert comp["final_accuracy"].between(0, 1).all() and summary["reference_s0"] is None   # no S0 in tiny
     assert (tmp_path / "comparison.png").stat().st_size > 1000
     best = Arch.from_json(tmp_path / "best_arch.json")
     assert best.to_dict() == steps[-1]["arch"]
@@ -88,6 +91,8 @@ def test_missing_table_and_mismatched_space_fail_clearly(tiny_supernet, tmp_path
     with pytest.raises(SystemExit, match="space 'tiny'"):       # shipped table is for the default space
         main(["--target", "local-cpu", "--runtime", "onnxruntime", "--supernet", str(tiny_supernet),
               "--out-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="python -m profilers.tflite --device pixel6"):   # before training
+        main(["--target", "pixel6", "--supernet", str(tmp_path / "nowhere.pt"), "--out-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="nas.train_supernet"):
         main(["--supernet", str(tmp_path / "nowhere.pt"), "--out-dir", str(tmp_path)])
 
