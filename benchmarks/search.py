@@ -10,6 +10,7 @@ baseline pick (higher accuracy at no more latency).
 """
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,8 +30,15 @@ def main():
     ap.add_argument("--procs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out-dir", default="runs/search/benchmark")
     ap.add_argument("--fresh", action="store_true", help="ignore cached accuracy evaluations")
+    ap.add_argument("--report-only", action="store_true", help="print the tables of the last run, run nothing")
     args, extra = ap.parse_known_args()
     out = ROOT / args.out_dir
+    if not args.report_only:
+        run(args, extra, out)
+    report(json.loads((out / "summary.json").read_text()))
+
+
+def run(args, extra, out: Path):
     if args.fresh and out.exists():
         shutil.rmtree(out)
     search = ["-m", "nas.search", "--strategy", "all", "--no-export", "--out-dir", str(out), *extra]
@@ -42,7 +50,9 @@ def main():
         cmd = [sys.executable, *search]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    s = json.loads((out / "summary.json").read_text())
+
+
+def report(s: dict):
     st = s["strategies"]
     paper = st["paper"]
     print(f"\n{s['target']} ({s['runtime']}), budgets {s['budgets']}, {s['heldout']} held-out images, "
@@ -80,6 +90,13 @@ def main():
     else:
         verdict = f"neither dominates: the paper's pick is not dominated by the best baseline pick ({best_name})"
     print(f"\n{verdict} (judged on {key.replace('_', ' ')} and predicted latency)")
+    n = fin if key == "final_accuracy" else s["heldout"]
+    accs = [c[key] for c in [p, *others.values()]]
+    se = math.sqrt(max(accs) * (1 - max(accs)) / n)
+    spread = max(accs) - min(accs)
+    print(f"the picks' {key.replace('_', ' ')} spans {spread * 100:.2f} points; one binomial standard error on "
+          f"{n} images is {se * 100:.2f} points"
+          + (": the accuracy differences are within noise" if spread < 2 * se else ""))
 
 
 if __name__ == "__main__":
