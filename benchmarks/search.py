@@ -61,7 +61,7 @@ def report(s: dict):
           f"{paper['seconds'] / 60:.1f} min (target <= 15 min: {'met' if paper['seconds'] <= 900 else 'missed'})")
     fin = s.get("final_heldout", 0)
     print(f"\naccuracy: on the {s['heldout']} held-out images the search used; final: on {fin} other test images")
-    print(f"\n| strategy | evaluations | time (s) | accuracy | final accuracy | latency (ms) | params (M) | MES |")
+    print("\n| strategy | evaluations | time (s) | accuracy | final accuracy | latency (ms) | params (M) | MES |")
     print("|---|---|---|---|---|---|---|---|")
 
     def row(name, n, secs, c):

@@ -11,12 +11,11 @@ are sized from it, so the same code trains at 64 px and deploys at 224 px.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .registry import register_model
 

@@ -13,7 +13,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Iterable
 
-import torch
 import torch.nn as nn
 
 from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, ATTN_HEADS, ATTN_KEY_DIM, ATTN_RATIO,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .blocks import BlockSpec, arch_units
 from .metrics import MES, count_macs, count_params
-from .space import ATTN_STAGES, DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
+from .space import DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
 from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE, BlockConfig,
                                        check_img_size, stage_resolutions)
 

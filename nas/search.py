@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .metrics import MES
+from .distributed import init_distributed
 from .space import Arch
 from .strategies import (PAPER_ACTIONS, Evaluation, Objective, Step, best_under, nsga2_search,
                          paper_search, random_search, within_budget)
@@ -260,18 +260,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _init_distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}") if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, world, device
-
-
 def _has_checkpoint(path: str) -> bool:
     p = Path(path)
     return (p / "last.pt").exists() if p.is_dir() or not p.suffix else p.exists()
@@ -304,7 +292,7 @@ def run_search(args: argparse.Namespace) -> dict | None:
     except (TableError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     _ensure_supernet(args.supernet)
-    rank, world, device = _init_distributed()
+    rank, world, device = init_distributed()
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
     say = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
     from .checkpoint import load_supernet
@@ -368,7 +356,7 @@ def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, s
     say(f"Search on {dev} ({rt}, table {table}); supernet {args.supernet} (space {space.name}, "
         f"{meta.get('dataset')} at {net.img_size} px, step {meta.get('step')}); accuracy on "
         f"{evaluator.num_heldout} held-out images; {world} process(es)")
-    say(f"Budgets: " + ", ".join(f"{k} <= {v}" for k, v in budgets.items() if v is not None)
+    say("Budgets: " + ", ".join(f"{k} <= {v}" for k, v in budgets.items() if v is not None)
         + (f"   (S0: {pred.predict(s0):.3f} ms, {pred.params(s0) / 1e6:.3f} M params)" if s0 else ""))
 
     strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import random
 from math import comb
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig, NetConfig
 

@@ -8,7 +8,7 @@ accuracy evaluations were spent.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from .metrics import MES, count_params

@@ -16,7 +16,6 @@ layers are then made switchable:
 from __future__ import annotations
 
 import random
-from typing import Iterator
 
 import torch
 import torch.nn as nn

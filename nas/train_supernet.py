@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import atomic_save, load_checkpoint, supernet_meta
+from .distributed import init_distributed
 from .data import ShardedOrder, batches, load_dataset, to_input
 from .evaluate import accuracy, recalibrate_bn
 from .space import Arch, SearchSpace, get_space
@@ -186,24 +187,10 @@ def plot_curves(csv_path: str | Path, png_path: str | Path) -> Path:
     return png_path
 
 
-# -- distributed ----------------------------------------------------------------------------------------
-def _init_distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
-
-
 # -- training -----------------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    rank, world, device = _init_distributed()
+    rank, world, device = init_distributed()
     is_main = rank == 0
     out = Path(args.out)
     ckpt_path = out / "last.pt"
