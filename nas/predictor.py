@@ -369,13 +369,13 @@ def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=N
     base = table_path(device, "onnxruntime", root).parent
     found = sorted(base.glob(f"{device}.*.csv"))
     if not found:
+        from profilers.devices import DeviceError, get_device
         try:
-            from profilers.devices import get_device
             rt = get_device(device).runtime
-            cmd = f"python -m profilers.{rt} --device {device}"
-        except Exception:
-            cmd = f"python -m profilers.<runtime> --device {device}"
-        raise TableError(f"no latency table for device {device!r} in {base}. Make one with: {cmd}")
+        except DeviceError as e:
+            raise TableError(f"no latency table for {device!r} in {base}, and {e}") from None
+        raise TableError(f"no latency table for device {device!r} in {base}. Make one with: "
+                         f"python -m profilers.{rt} --device {device}")
     if len(found) > 1:
         try:
             from profilers.devices import get_device

@@ -93,6 +93,8 @@ def test_missing_table_and_mismatched_space_fail_clearly(tiny_supernet, tmp_path
               "--out-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="python -m profilers.tflite --device pixel6"):   # before training
         main(["--target", "pixel6", "--supernet", str(tmp_path / "nowhere.pt"), "--out-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown device 'pixel7'; known devices: .*pixel6"):
+        main(["--target", "pixel7", "--supernet", str(tiny_supernet), "--out-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="nas.train_supernet"):
         main(["--supernet", str(tmp_path / "nowhere.pt"), "--out-dir", str(tmp_path)])
 
