@@ -424,6 +424,7 @@ def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, s
         say(f"Final accuracy of the picks on {final.num_heldout} other test images ...")
         accs = pool([e.arch for e in picks.values()], which="final")
         for (n, _), acc in zip(picks.items(), accs):
+            say(f"  {'S0 (reference)' if n == 'reference_s0' else n:16s} {acc * 100:6.2f}%")
             if n == "reference_s0":
                 reference_final = acc
             else:
