@@ -253,6 +253,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="export the chosen arch (PyTorch, ONNX, TFLite, Core ML)")
     ap.add_argument("--no-export", dest="export", action="store_false")
     ap.add_argument("--formats", default="pytorch,onnx,tflite,coreml")
+    ap.add_argument("--measure", dest="measure", action="store_true", default=True,
+                    help="measure the picks end to end on the target's runtime when it can run here")
+    ap.add_argument("--no-measure", dest="measure", action="store_false")
+    ap.add_argument("--measure-threads", type=int, help="override the device's thread count when measuring")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
     ap.add_argument("--no-progress", action="store_true")
@@ -451,6 +455,8 @@ def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, s
         for n, r in results.items():
             fa = f"   ({r['final_accuracy'] * 100:.2f}%)" if r.get("final_accuracy") is not None else ""
             say(f"{n:8s}  {r['n_evals']:11d}  {r['seconds']:4.0f} s  {_fmt(r['chosen'])}{fa}")
+    if args.measure:
+        _measure_picks(args, pred, dev, rt, out, results, reference, summary, say)
     main_pick = next((results[n]["chosen"] for n in strategies if results[n]["chosen"] is not None), None)
     if main_pick is not None:
         (out / "best_arch.json").write_text(main_pick.arch.to_json(indent=1))
@@ -468,6 +474,36 @@ def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, s
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     say(f"Results in {out}/")
     return summary
+
+
+def _measure_picks(args, pred, dev, rt, out, results, reference, summary, say) -> None:
+    """Measure the picks (and S0) end to end on the target's runtime, as deployed (the table's resolution
+    and classes, random weights: latency does not depend on them), where that runtime can run here."""
+    from profilers.base import ProfilerUnavailable
+    from .measure import make_profiler, measure_archs
+    picks = {n: r["chosen"] for n, r in results.items() if r["chosen"] is not None}
+    if reference is not None:
+        picks["reference_s0"] = reference
+    if not picks:
+        return
+    try:
+        profiler = make_profiler(dev, rt, args.measure_threads)
+        profiler.check_ready()
+    except (ProfilerUnavailable, KeyError, ValueError) as e:
+        say(f"Picks not measured end to end on {dev} ({rt}): {e}")
+        return
+    say(f"Measuring the picks end to end on {dev} ({rt}, {pred.img_size} px) ...")
+    try:
+        rows = measure_archs([e.arch for e in picks.values()], profiler, out / "measured.csv", pred.img_size,
+                             pred.num_classes, desc="measuring picks")
+    except ProfilerUnavailable as e:
+        say(f"Picks not measured end to end on {dev} ({rt}): {e}")
+        return
+    summary["measured_ms"] = {}
+    for (n, ev), ms in zip(picks.items(), rows["p50_ms"]):
+        summary["measured_ms"][n] = float(ms)
+        say(f"  {'S0 (reference)' if n == 'reference_s0' else n:16s} measured {ms:8.3f} ms   predicted "
+            f"{ev.latency_ms:8.3f} ms   ({(ev.latency_ms - ms) / ms * 100:+.1f} %)")
 
 
 def _has_s0(space) -> bool:

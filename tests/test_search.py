@@ -66,6 +66,8 @@ def test_search_all_strategies_then_resume(tiny_table, tiny_supernet, tmp_path, 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_heldout"] == 300 and summary["heldout"] == 96          # disjoint images
     assert comp["final_accuracy"].between(0, 1).all() and summary["reference_s0"] is None   # no S0 in tiny
+    measured = pd.read_csv(tmp_path / "measured.csv")                 # picks timed on ONNX Runtime here
+    assert set(summary["measured_ms"]) == {"paper", "nsga2", "random"} and (measured["p50_ms"] > 0).all()
     assert (tmp_path / "comparison.png").stat().st_size > 1000
     best = Arch.from_json(tmp_path / "best_arch.json")
     assert best.to_dict() == steps[-1]["arch"]
@@ -103,11 +105,11 @@ def test_missing_table_and_mismatched_space_fail_clearly(tiny_supernet, tmp_path
 def test_torchrun_two_processes_take_the_same_steps(tiny_table, tiny_supernet, tmp_path):
     budget = _budget(tiny_table)
     main(_args(tiny_table, tiny_supernet, tmp_path / "one", "--latency-budget", budget, "--no-export",
-               "--reevaluate", "all"))
+               "--no-measure", "--reevaluate", "all"))
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc_per_node", "2",
            "-m", "nas.search", *_args(tiny_table, tiny_supernet, tmp_path / "two", "--latency-budget", budget,
-                                      "--no-export", "--reevaluate", "all")]
+                                      "--no-export", "--no-measure", "--reevaluate", "all")]
     r = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
