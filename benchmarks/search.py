@@ -61,21 +61,24 @@ def report(s: dict):
           f"{paper['seconds'] / 60:.1f} min (target <= 15 min: {'met' if paper['seconds'] <= 900 else 'missed'})")
     fin = s.get("final_heldout", 0)
     print(f"\naccuracy: on the {s['heldout']} held-out images the search used; final: on {fin} other test images")
-    print("\n| strategy | evaluations | time (s) | accuracy | final accuracy | latency (ms) | params (M) | MES |")
-    print("|---|---|---|---|---|---|---|---|")
+    measured = s.get("measured_ms", {})
+    print("\n| strategy | evaluations | time (s) | accuracy | final accuracy | predicted latency (ms) | "
+          "measured latency (ms) | params (M) | MES |")
+    print("|---|---|---|---|---|---|---|---|---|")
 
-    def row(name, n, secs, c):
+    def row(name, n, secs, c, key):
         fa = f"{c['final_accuracy'] * 100:.2f}%" if c.get("final_accuracy") is not None else "-"
-        print(f"| {name} | {n} | {secs} | {c['accuracy'] * 100:.2f}% | {fa} | {c['latency_ms']:.3f} | "
+        ms = f"{measured[key]:.3f}" if key in measured else "-"
+        print(f"| {name} | {n} | {secs} | {c['accuracy'] * 100:.2f}% | {fa} | {c['latency_ms']:.3f} | {ms} | "
               f"{c['params'] / 1e6:.3f} | {c['mes']:.2f} |")
 
     for name, r in st.items():
         if r["chosen"] is None:
-            print(f"| {name} | {r['n_evals']} | {r['seconds']:.0f} | none within budget | | | | |")
+            print(f"| {name} | {r['n_evals']} | {r['seconds']:.0f} | none within budget | | | | | |")
         else:
-            row(name, r["n_evals"], f"{r['seconds']:.0f}", r["chosen"])
+            row(name, r["n_evals"], f"{r['seconds']:.0f}", r["chosen"], name)
     if s.get("reference_s0"):
-        row("S0 (hand-designed, reference)", 1, "", s["reference_s0"])
+        row("S0 (hand-designed, reference)", 1, "", s["reference_s0"], "reference_s0")
     p = paper["chosen"]
     others = {n: r["chosen"] for n, r in st.items() if n != "paper" and r["chosen"]}
     if p is None or not others:
