@@ -9,12 +9,11 @@ fitted, its residuals are printed, and it is written beside the table as ``*.cal
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from .measure import make_profiler, measure_archs
+from .measure import make_profiler, measure_archs, network_cli
 from .predictor import Calibration, LatencyPredictor, MissingLatencyError, calibration_path, resolve_table
 
 VARIANTS = ("s0", "s1", "s2", "l")
@@ -25,7 +24,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 12, seed:
     path = resolve_table(target, runtime, root)
     pred = LatencyPredictor.from_table(path, calibrated=False)
     space = pred.space
-    archs = [space.canonical(v) for v in VARIANTS if _fits(space, v)]
+    archs = [space.canonical(v) for v in VARIANTS if space.fits(v)]
     archs += [space.sample(seed * 100_003 + i) for i in range(n_random)]
     missing = pred.missing_keys(archs)
     if missing:
@@ -40,23 +39,9 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 12, seed:
     return cal
 
 
-def _fits(space, variant) -> bool:
-    try:
-        space.canonical(variant)
-        return True
-    except ValueError:
-        return False
-
-
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nas.calibrate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--target", default="local-cpu", help="device name or table CSV path (default: local-cpu)")
-    ap.add_argument("--runtime", help="runtime of the table when the device has several")
-    ap.add_argument("--n", type=int, default=12, help="random subnets besides S0/S1/S2/L (default 12)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, help="override the device's thread count")
-    ap.add_argument("--out-dir", default="runs/calibrate")
-    args = ap.parse_args(argv)
+    args = network_cli("python -m nas.calibrate", __doc__, 12, "random subnets besides S0/S1/S2/L (default 12)",
+                       0, "runs/calibrate").parse_args(argv)
     try:
         cal = calibrate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir)
     except (MissingLatencyError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:

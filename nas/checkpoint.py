@@ -10,7 +10,7 @@ import torch
 from .space import SearchSpace, get_space
 from .supernet import SlimmableSupernet
 
-__all__ = ["atomic_save", "load_checkpoint", "load_supernet", "supernet_meta"]
+__all__ = ["atomic_save", "checkpoint_file", "load_checkpoint", "load_supernet", "supernet_meta"]
 
 
 def atomic_save(obj, path: str | Path) -> Path:
@@ -37,10 +37,15 @@ def supernet_meta(net: SlimmableSupernet, **extra) -> dict:
             "num_classes": net.num_classes, "distillation": net.head_dist is not None, **extra}
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a path names: ``path/last.pt`` for a run folder (or a suffix-less path that does
+    not exist yet, a run folder to be), else the path itself."""
+    p = Path(path)
+    return p / "last.pt" if p.is_dir() or (not p.exists() and not p.suffix) else p
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last.pt"
+    path = checkpoint_file(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return torch.load(path, map_location="cpu", weights_only=False)

@@ -59,6 +59,12 @@ class ImageSet:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def slice(self, start: int, stop: int | None = None) -> "ImageSet":
+        """Images ``[start, stop)`` in their stored order."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        return ImageSet(self.images[start:stop], self.labels[start:stop], self.classes, self.name,
+                        f"{self.source} [{start}:{stop}]")
+
     def subset(self, n: int | None, seed: int = 0) -> "ImageSet":
         """The first ``n`` images of a fixed random permutation (all of them if ``n`` is None)."""
         if n is None or n >= len(self):

@@ -88,12 +88,17 @@ class SubnetEvaluator:
 
     @classmethod
     def from_dataset(cls, supernet: SlimmableSupernet, dataset: str = "fashion-mnist", heldout: int | None = 2000,
-                     calib_batches: int = 8, batch_size: int = 64, seed: int = 0, **kw) -> "SubnetEvaluator":
+                     calib_batches: int = 8, batch_size: int = 64, seed: int = 0, heldout_start: int = 0,
+                     **kw) -> "SubnetEvaluator":
         """Calibration batches from a fixed random draw of the training split, held-out images from the
-        test split (its first ``heldout``; all if None)."""
+        test split (``heldout`` of them from position ``heldout_start``; all the rest if None)."""
         from .data import batches, load_dataset
         train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
         test = load_dataset(dataset, "test")
+        if heldout_start:
+            if heldout_start >= len(test):
+                raise ValueError(f"the {dataset} test split has {len(test)} images, none from {heldout_start} on")
+            test = test.slice(heldout_start, None if heldout is None else heldout_start + heldout)
         return cls(supernet, batches(train, supernet.img_size, batch_size),
                    batches(test, supernet.img_size, 256, limit=heldout), calib_batches=calib_batches, **kw)
 

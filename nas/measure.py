@@ -6,6 +6,7 @@ with the same profiler plugin and protocol as the table's blocks.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -20,9 +21,22 @@ from models import EfficientFormerV2
 
 from .space import Arch
 
-__all__ = ["make_profiler", "measure_archs", "fidelity"]
+__all__ = ["make_profiler", "measure_archs", "fidelity", "network_cli"]
 
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at"]
+
+
+def network_cli(prog: str, doc: str, n: int, n_help: str, seed: int, out_dir: str) -> argparse.ArgumentParser:
+    """The command line shared by the commands that measure networks on a table's runtime
+    (``nas.calibrate``, ``nas.validate``)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("--target", default="local-cpu", help="device name or table CSV path (default: local-cpu)")
+    ap.add_argument("--runtime", help="runtime of the table when the device has several")
+    ap.add_argument("--n", type=int, default=n, help=n_help)
+    ap.add_argument("--seed", type=int, default=seed)
+    ap.add_argument("--threads", type=int, help="override the device's thread count")
+    ap.add_argument("--out-dir", default=out_dir)
+    return ap
 
 
 def make_profiler(device: str, runtime: str | None = None, threads: int | None = None):

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from .checkpoint import checkpoint_file, load_supernet
 from .distributed import init_distributed
 from .space import Arch
 from .strategies import (PAPER_ACTIONS, Evaluation, Objective, Step, best_under, nsga2_search,
@@ -94,23 +95,6 @@ class DistributedAccuracy:
     def close(self) -> None:
         if self.world > 1 and self.rank == 0:
             dist.broadcast_object_list([None], src=0)
-
-
-def final_evaluator(net, dataset: str, start: int, n: int, calib_batches: int, batch_size: int, seed: int):
-    """A :class:`SubnetEvaluator` on test images ``[start, start + n)``: disjoint from the search's
-    held-out images, so the strategies' picks are compared without the bias of having been selected on
-    the same images. None when the test split has no images left."""
-    from .data import ImageSet, batches, load_dataset
-    from .evaluate import SubnetEvaluator
-    test = load_dataset(dataset, "test")
-    end = min(len(test), start + n)
-    if end <= start:
-        return None
-    part = ImageSet(test.images[start:end], test.labels[start:end], test.classes, test.name,
-                    f"{test.source} [{start}:{end}]")
-    train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
-    return SubnetEvaluator(net, batches(train, net.img_size, batch_size), batches(part, net.img_size, 256),
-                           calib_batches=calib_batches)
 
 
 # -- the accuracy cache that makes a search resumable -------------------------------------------------
@@ -264,14 +248,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _has_checkpoint(path: str) -> bool:
-    p = Path(path)
-    return (p / "last.pt").exists() if p.is_dir() or not p.suffix else p.exists()
-
-
 def _ensure_supernet(path: str) -> None:
     """Train the default supernet when it is asked for and absent (one process only)."""
-    if _has_checkpoint(path):
+    if checkpoint_file(path).exists():
         return
     if Path(path) != Path(DEFAULT_SUPERNET):
         raise SystemExit(f"error: no supernet checkpoint at {path}. Train one with: "
@@ -299,7 +278,6 @@ def run_search(args: argparse.Namespace) -> dict | None:
     rank, world, device = init_distributed()
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
     say = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
-    from .checkpoint import load_supernet
     net, meta = load_supernet(args.supernet)
     space = net.space
     if space.to_dict() != pred.space.to_dict():
@@ -316,10 +294,16 @@ def run_search(args: argparse.Namespace) -> dict | None:
                                              calib_batches=args.calib_batches, batch_size=args.batch_size,
                                              seed=args.seed)
     fns = {"search": evaluator.accuracy}
-    final = (final_evaluator(net, meta.get("dataset", "fashion-mnist"), evaluator.num_heldout, args.final_heldout,
-                             args.calib_batches, args.batch_size, args.seed) if args.final_heldout else None)
-    if final is not None:
-        fns["final"] = final.accuracy
+    final = None
+    if args.final_heldout:                 # test images disjoint from the search's, to compare the picks on
+        try:
+            final = SubnetEvaluator.from_dataset(net, meta.get("dataset", "fashion-mnist"),
+                                                 heldout=args.final_heldout, heldout_start=evaluator.num_heldout,
+                                                 calib_batches=args.calib_batches, batch_size=args.batch_size,
+                                                 seed=args.seed)
+            fns["final"] = final.accuracy
+        except ValueError as e:
+            say(f"No final evaluation of the picks: {e}")
     pool = DistributedAccuracy(fns, progress=not args.no_progress)
     if rank != 0:
         pool.serve()
@@ -335,7 +319,7 @@ def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, s
     dev, rt = pred.meta.get("device", args.target), pred.meta.get("runtime", args.runtime)
     out = Path(args.out_dir or f"runs/search/{dev}.{rt}")
     out.mkdir(parents=True, exist_ok=True)
-    s0 = space.canonical("s0") if _has_s0(space) else None
+    s0 = space.canonical("s0") if space.fits("s0") else None
     budgets = {"params_m": args.params_budget, "latency_ms": args.latency_budget}
     if budgets["params_m"] is None and budgets["latency_ms"] is None:
         if s0 is None:
@@ -343,8 +327,7 @@ def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, s
         budgets["latency_ms"] = round(float(pred.predict(s0)), 4)
     pb = budgets["params_m"] * 1e6 if budgets["params_m"] else None
     lb = budgets["latency_ms"]
-    ck_stat = Path(args.supernet)
-    ck_file = ck_stat / "last.pt" if ck_stat.is_dir() else ck_stat
+    ck_file = checkpoint_file(args.supernet)
     settings = {"supernet": str(ck_file.resolve()), "supernet_step": meta.get("step"),
                 "supernet_bytes": ck_file.stat().st_size, "dataset": meta.get("dataset"),
                 "heldout": evaluator.num_heldout, "calib_batches": args.calib_batches,
@@ -504,14 +487,6 @@ def _measure_picks(args, pred, dev, rt, out, results, reference, summary, say) -
         summary["measured_ms"][n] = float(ms)
         say(f"  {'S0 (reference)' if n == 'reference_s0' else n:16s} measured {ms:8.3f} ms   predicted "
             f"{ev.latency_ms:8.3f} ms   ({(ev.latency_ms - ms) / ms * 100:+.1f} %)")
-
-
-def _has_s0(space) -> bool:
-    try:
-        space.canonical("s0")
-        return True
-    except Exception:
-        return False
 
 
 def main(argv=None) -> int:

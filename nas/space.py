@@ -200,6 +200,14 @@ class SearchSpace:
                                 for k in keep))
         return Arch(tuple(rng.choice(w) for w in self.widths), tuple(blocks))
 
+    def fits(self, variant: str) -> bool:
+        """Whether a published variant is a point of this space (see :meth:`canonical`)."""
+        try:
+            self.canonical(variant)
+            return True
+        except ArchError:
+            return False
+
     def canonical(self, variant: str) -> Arch:
         """A published variant placed in this space's slots.
 

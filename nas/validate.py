@@ -9,14 +9,13 @@ predicted-vs-measured plot.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .measure import fidelity, make_profiler, measure_archs
+from .measure import fidelity, make_profiler, measure_archs, network_cli
 from .predictor import LatencyPredictor, MissingLatencyError, resolve_table
 
 VALIDATION_SEED = 10_000        # disjoint from the calibration seeds
@@ -79,14 +78,8 @@ def plot(predicted, measured, path: Path, report: dict, title: str) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nas.validate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--target", default="local-cpu", help="device name or table CSV path (default: local-cpu)")
-    ap.add_argument("--runtime", help="runtime of the table when the device has several")
-    ap.add_argument("--n", type=int, default=100, help="random subnets to measure (default 100)")
-    ap.add_argument("--seed", type=int, default=VALIDATION_SEED)
-    ap.add_argument("--threads", type=int, help="override the device's thread count")
-    ap.add_argument("--out-dir", default="runs/validate")
-    args = ap.parse_args(argv)
+    args = network_cli("python -m nas.validate", __doc__, 100, "random subnets to measure (default 100)",
+                       VALIDATION_SEED, "runs/validate").parse_args(argv)
     try:
         r = validate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir)
     except (MissingLatencyError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:

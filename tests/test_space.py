@@ -122,3 +122,8 @@ def test_vector_encoding_round_trips_and_samples_are_valid():
     assert len({a.to_json() for a in decoded}) == 500
     with pytest.raises(ArchError):
         DEFAULT_SPACE.encode([TINY_SPACE.max_arch()])
+
+
+def test_fits_names_the_variants_a_space_holds():
+    assert all(DEFAULT_SPACE.fits(v) for v in ("s0", "s1", "s2", "l"))
+    assert not TINY_SPACE.fits("s0") and not DEFAULT_SPACE.fits("s9")
