@@ -15,18 +15,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
+from .batch import DEFAULT_BATCH, measure_modules
 from .devices import Device, DeviceError, format_devices, get_device
+from .host import differences, fingerprint, pinned
+from .probe import DEFAULT_TOLERANCE, Probe, check_probe
 from .stats import LatencyStats, Protocol
-from .table import (TableError, TableWriter, check_compatible, existing_keys, now_iso, read_meta,
+from .table import (TableError, TableWriter, check_compatible, existing_keys, now_iso, read_meta, scale_rows,
                     table_path, write_meta)
 
 __all__ = ["Profiler", "ProfilerUnavailable", "build_parser", "main", "run_table", "parse_shard", "shard_specs",
-           "host_info", "quiet_output"]
+           "parse_cpus", "check_same_host",
+           "software_info", "quiet_output"]
 
 TOOL = "effv2-nas profilers"
 TOOL_VERSION = "0.1.0"
@@ -68,21 +73,9 @@ def quiet_output(enabled: bool = True):
                     sys.stderr.write(tail)
 
 
-def host_info() -> dict:
-    """Where a measurement ran: CPU model, core count, the cores this process may use, OS, Python."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "machine": platform.machine(), "os": platform.platform(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
-    if hasattr(os, "sched_getaffinity"):
-        info["cpu_affinity"] = sorted(os.sched_getaffinity(0))
-    return info
+def software_info() -> dict:
+    """Versions beside the runtime's that a measurement depends on."""
+    return {"python": platform.python_version(), "torch": torch.__version__}
 
 
 class Profiler(abc.ABC):
@@ -95,7 +88,7 @@ class Profiler(abc.ABC):
     suffix: str = ""
 
     def __init__(self, device: Device | str, threads: int | None = None, protocol: Protocol | None = None,
-                 keep_exports: str | Path | None = None, quiet: bool = True):
+                 keep_exports: str | Path | None = None, quiet: bool = True, cpus: Sequence[int] | None | str = "device"):
         dev = get_device(device) if isinstance(device, str) else device
         if self.name not in dev.runtimes and dev.runtime != self.name:
             raise ValueError(f"device {dev.name!r} is profiled with {'/'.join(dev.runtimes)}, not {self.name}; "
@@ -105,15 +98,29 @@ class Profiler(abc.ABC):
         self.protocol = protocol or Protocol()
         self.keep_exports = Path(keep_exports) if keep_exports else None
         self.quiet = quiet
+        #: cores the measurements run on (the device entry's by default; None: wherever the OS puts them)
+        self.cpus = (list(self.device.cpus) if self.device.cpus is not None else None) if cpus == "device" \
+            else (list(cpus) if cpus is not None else None)
 
     # -- to implement -------------------------------------------------------------------------------
     @abc.abstractmethod
     def export(self, module: nn.Module, input_shape: tuple, path: Path) -> Path:
         """Write ``module`` (eval mode, batch-1 ``input_shape``) in this runtime's format to ``path``."""
 
-    @abc.abstractmethod
+    def runner(self, path: Path, input_shape: tuple) -> Callable[[], object] | None:
+        """A zero-argument callable that runs the exported model at ``path`` once in this process (a
+        loaded session, input already set), or ``None`` when timing happens in an external tool (a phone's
+        ``benchmark_model``, ``trtexec``). With a runner, the base times entries interleaved
+        (:meth:`profilers.stats.Protocol.measure_many`)."""
+        return None
+
     def measure(self, path: Path, input_shape: tuple) -> LatencyStats:
-        """Time the exported model at ``path`` with :attr:`protocol` on :attr:`device`."""
+        """Time the exported model at ``path`` with :attr:`protocol` on :attr:`device`. Plugins without a
+        :meth:`runner` override this."""
+        fn = self.runner(path, input_shape)
+        if fn is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither runner() nor measure()")
+        return self.protocol.measure(fn)
 
     def runtime_version(self) -> str:
         """Version of the runtime that measures (recorded in the table metadata)."""
@@ -138,6 +145,10 @@ class Profiler(abc.ABC):
     # -- provided -----------------------------------------------------------------------------------
     def profile_module(self, module: nn.Module, input_shape: tuple, name: str = "model") -> LatencyStats:
         """Export and measure one module end to end (a unit or a whole network)."""
+        with pinned(self.cpus):
+            return self._profile_module(module, input_shape, name)
+
+    def _profile_module(self, module: nn.Module, input_shape: tuple, name: str) -> LatencyStats:
         module = module.eval()
         input_shape = tuple(int(s) for s in input_shape)
         if self.keep_exports:
@@ -161,7 +172,7 @@ class Profiler(abc.ABC):
                 "precision": self.device.precision, "threads": self.threads, "settings": self.settings(),
                 "space": space_name, "img_size": img_size, "num_classes": num_classes,
                 "protocol": self.protocol.to_dict(), "tool": TOOL, "tool_version": TOOL_VERSION,
-                "host": host_info(), "device_entry": self.device.to_dict()}
+                "host": fingerprint(), "software": software_info(), "device_entry": self.device.to_dict()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,15 +209,28 @@ def _merge_list(old, new):
     return out
 
 
+def check_same_host(path: str | Path, meta: dict) -> None:
+    """TableError when the table at ``path`` (metadata ``meta``) was measured on a host whose fingerprint
+    differs from this one's: rows of two machines must never share a table."""
+    diffs = differences(meta.get("host") or {}, fingerprint())
+    if diffs:
+        raise TableError(f"{path} was measured on another machine ({'; '.join(diffs)}); its rows and this "
+                         f"host's must not be mixed. Write this host's table elsewhere with --out, or remove it")
+
+
 def run_table(profiler: Profiler, specs: Sequence, out: str | Path, *, space_name: str, img_size: int,
-              num_classes: int, limit: int | None = None, progress: bool = True, shard=None) -> dict:
+              num_classes: int, limit: int | None = None, progress: bool = True, shard=None,
+              probe_specs: Sequence | None = None, space: dict | None = None,
+              tolerance: float = DEFAULT_TOLERANCE, batch_size: int = DEFAULT_BATCH) -> dict:
     """Measure every unit of ``specs`` missing from table ``out``, appending one flushed row per unit.
 
-    Returns a summary dict: ``measured`` (count), ``skipped`` (already present), ``seconds`` (wall time
-    of this run), ``path``.
+    Units are measured in interleaved batches (:func:`profilers.batch.measure_modules`). With
+    ``probe_specs`` (``nas.blocks.probe_units()``) each batch also times the probe and its latencies are
+    put on the scale of the table's probe reference (recorded in the metadata by the first run; a later
+    run on a host whose probe moved by more than ``tolerance`` is refused). ``space`` (the search space
+    as a dict) is recorded in the metadata. Returns a summary dict: ``measured`` (count), ``skipped``
+    (already present), ``seconds`` (wall time of this run), ``path``, ``drift`` (the probe factor range).
     """
-    from tqdm import tqdm
-
     out = Path(out)
     meta_new = profiler.table_meta(space_name, img_size, num_classes)
     check_compatible(out, meta_new)
@@ -216,37 +240,85 @@ def run_table(profiler: Profiler, specs: Sequence, out: str | Path, *, space_nam
         todo = todo[:max(0, int(limit))]
     profiler.check_ready()
     old = read_meta(out)
+    if have and profiler.device.connection_type == "local":
+        check_same_host(out, old)
+    probe = None
+    if probe_specs:
+        ref = (old.get("probe") or {}).get("p50_ms") if have else None
+        probe = Probe(list(probe_specs), reference=dict(ref) if ref else None)
+        if probe.reference and todo:
+            check = check_probe(probe.reference, lambda: measure_modules(
+                profiler, [(s.key, s.build) for s in probe.specs], None, progress=False), tolerance)
+            if not check.ok:
+                raise TableError(f"{out}: this host's probe differs from the one recorded with the table "
+                                 f"({check.describe()}): another machine, or one much busier than then. Write "
+                                 f"this host's table elsewhere with --out, or remove it and measure again")
     meta = {**old, **meta_new}
+    meta["host"] = old.get("host", meta_new["host"]) if have else meta_new["host"]
     meta["created"] = old.get("created", now_iso())
     meta["updated"] = now_iso()
     meta["img_sizes"] = _merge_list(old.get("img_sizes"), [img_size])
     meta["spaces"] = _merge_list(old.get("spaces"), [space_name])
     meta["img_size"], meta["space"] = old.get("img_size", img_size), old.get("space", space_name)
     meta["num_classes"] = old.get("num_classes", num_classes)
+    if space is not None and "space_def" not in old:
+        meta["space_def"] = space
     if shard:
         meta["shard"] = f"{shard[0]}/{shard[1]}"
     write_meta(out, meta)
     t0 = time.perf_counter()
+    by_key = {s.key: s for s in todo}
+    new_reference = probe is not None and not probe.reference
     n_done = 0
     try:
         with TableWriter(out) as w:
-            bar = tqdm(todo, desc=f"{profiler.device.name}/{profiler.name}", unit="unit", disable=not progress,
-                       dynamic_ncols=True)
-            for spec in bar:
-                bar.set_postfix_str(spec.key, refresh=False)
-                stats = profiler.profile_spec(spec)
-                w.append(spec.to_dict(), stats, profiler.threads)
+            def on_result(key, stats, factor):
+                nonlocal n_done
+                w.append(by_key[key].to_dict(), stats, profiler.threads)
                 n_done += 1
+                if probe and "probe" not in meta:              # the first batch set the reference
+                    meta["probe"] = probe.to_meta({"measured_at": now_iso()})
+                    write_meta(out, meta)
+
+            measure_modules(profiler, [(s.key, s.build) for s in todo], probe, progress=progress,
+                            desc=f"{profiler.device.name}/{profiler.name}", on_result=on_result,
+                            batch_size=batch_size)
     finally:
         secs = time.perf_counter() - t0
         meta = read_meta(out) or meta
         meta["updated"] = now_iso()
         meta["profiling_seconds"] = round(float(meta.get("profiling_seconds", 0.0)) + secs, 2)
         meta["rows"] = len(existing_keys(out))
+        if probe and probe.factors:
+            d = meta.get("drift") or {"factors": []}
+            d["factors"] = [round(f, 4) for f in list(d.get("factors", [])) + probe.factors]
+            d["min"], d["max"] = min(d["factors"]), max(d["factors"])
+            d["note"] = ("host speed per measured batch relative to the probe reference (>1: slower); each "
+                         "batch's latencies were divided by its factor")
+            meta["drift"] = d
         write_meta(out, meta)
+    if new_reference and len(probe.ratios) >= 2:
+        _rebase(out, probe, list(by_key))
     skipped = sum(s.key in have for s in specs)
     return {"path": str(out), "measured": n_done, "skipped": skipped, "seconds": secs,
-            "remaining": len(specs) - skipped - n_done}
+            "remaining": len(specs) - skipped - n_done,
+            "drift": (min(probe.factors), max(probe.factors)) if probe and probe.factors else None}
+
+
+def _rebase(out: Path, probe: Probe, keys: list[str]) -> None:
+    """Put a new table on the scale of the host's *median* state during its first run rather than its
+    state at the first probe measurement: rows and probe reference are multiplied by the median of all
+    the run's probe measurements (relative to the first)."""
+    m = float(np.median(probe.ratios))
+    if abs(m - 1.0) < 1e-3:
+        return
+    scale_rows(out, keys, m)
+    meta = read_meta(out)
+    meta["probe"]["p50_ms"] = {k: v * m for k, v in meta["probe"]["p50_ms"].items()}
+    meta["drift"]["factors"] = [round(f / m, 4) for f in meta["drift"]["factors"]]
+    meta["drift"]["min"], meta["drift"]["max"] = min(meta["drift"]["factors"]), max(meta["drift"]["factors"])
+    meta["drift"]["rebased_by"] = round(m, 4)
+    write_meta(out, meta)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,9 +344,9 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
     ap.add_argument("--out", default=None, help="table path (default: latency_tables/{device}.{runtime}.csv; "
                                                 "with --shard, latency_tables/shards/...)")
     ap.add_argument("--runs", type=int, default=None, help="timed calls per round (default: enough for ~0.12 s)")
-    ap.add_argument("--rounds", type=int, default=5, help="timed rounds per unit (default: %(default)s)")
-    ap.add_argument("--warmup", type=int, default=10, help="warm-up calls (default: %(default)s)")
-    ap.add_argument("--max-cv", type=float, default=0.03,
+    ap.add_argument("--rounds", type=int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
+    ap.add_argument("--warmup", type=int, default=Protocol.warmup, help="warm-up calls (default: %(default)s)")
+    ap.add_argument("--max-cv", type=float, default=Protocol.max_cv,
                     help="re-measure a unit whose round medians vary more than this (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="measure at most N missing units")
     ap.add_argument("--coverage", action="store_true", help="report which units the table lacks and exit")
@@ -291,23 +363,26 @@ def default_out(device: str, runtime: str, shard) -> Path:
     return p
 
 
-def pin_cpus(spec: str | None, device: Device) -> list[int] | None:
-    """Pin this process to the cores of ``--cpus`` or the device entry (no-op where unsupported)."""
-    if spec is not None and spec.lower() in ("none", "all", ""):
+def parse_cpus(spec: str | None, device: Device) -> list[int] | None | str:
+    """The cores of ``--cpus`` (comma-separated; ``none`` or ``all``: not pinned), or ``"device"`` (the
+    device entry's) when not given."""
+    if spec is None:
+        return "device"
+    if spec.lower() in ("none", "all", ""):
         return None
-    cpus = [int(c) for c in spec.split(",")] if spec else (list(device.cpus) if device.cpus is not None else None)
-    if cpus and hasattr(os, "sched_setaffinity"):
-        avail = os.sched_getaffinity(0)
-        if not set(cpus) <= set(range(os.cpu_count() or 1)):
-            raise ValueError(f"--cpus {cpus}: this machine has cores 0..{(os.cpu_count() or 1) - 1}")
-        if set(cpus) != avail:
-            os.sched_setaffinity(0, set(cpus))
+    try:
+        cpus = [int(c) for c in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--cpus takes comma-separated core numbers, e.g. 0 or 0,1 (got {spec!r})") from None
+    n = os.cpu_count() or 1
+    if not set(cpus) <= set(range(n)):
+        raise ValueError(f"--cpus {spec}: this machine has cores 0..{n - 1}")
     return cpus
 
 
 def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m profilers.<runtime>``."""
-    from nas.blocks import space_units
+    from nas.blocks import probe_units, space_units
     from nas.space import get_space
 
     ap = build_parser(profiler_cls.name)
@@ -320,6 +395,9 @@ def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
         ap.error("--device is required (see --list-devices)")
     try:
         device = get_device(args.device)
+        if device.connection_type == "reference":
+            raise DeviceError(f"{device.name!r} is a reference device: its tables were measured on another machine "
+                              f"and ship as they are. To measure this machine, use --device local-cpu")
         space = get_space(args.space)
         shard = parse_shard(args.shard)
         specs = space_units(space, args.img_size, args.num_classes)
@@ -329,14 +407,15 @@ def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
             text, missing = coverage_report(out, space, args.img_size, args.num_classes)
             print(text)
             return 1 if missing else 0
-        pin_cpus(args.cpus, device)
         protocol = Protocol(warmup=args.warmup, rounds=args.rounds, runs=args.runs, max_cv=args.max_cv)
         prof = profiler_cls(device, threads=args.threads, protocol=protocol, keep_exports=args.keep_exports,
-                            quiet=not args.verbose, **profiler_cls.options_from_args(args))
+                            quiet=not args.verbose, cpus=parse_cpus(args.cpus, device),
+                            **profiler_cls.options_from_args(args))
         torch.set_num_threads(max(1, prof.threads))
         todo = shard_specs(specs, shard)
         res = run_table(prof, todo, out, space_name=space.name, img_size=args.img_size,
-                        num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard)
+                        num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,
+                        probe_specs=probe_units(), space=space.to_dict())
     except (DeviceError, TableError, ProfilerUnavailable, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

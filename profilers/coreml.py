@@ -111,12 +111,12 @@ class CoreMLProfiler(Profiler):
         self.check_ready()
         return super().profile_module(module, input_shape, name)
 
-    def measure(self, path, input_shape) -> LatencyStats:   # macOS only
+    def runner(self, path, input_shape):                       # macOS only
         self.check_ready()
         ct = _ct(self.quiet)
         m = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[self.compute_units])
         feed = {"input": np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)}
-        return self.protocol.measure(lambda: m.predict(feed))
+        return lambda: m.predict(feed)
 
 
 # ----------------------------------------------------------------------------------------------

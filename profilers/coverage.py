@@ -1,6 +1,6 @@
 """Coverage of a latency table: which units of a search space it lacks.
 
-    python -m profilers.coverage --table latency_tables/local-cpu.onnxruntime.csv [--space NAME --img-size N]
+    python -m profilers.coverage --table latency_tables/ref-epyc.onnxruntime.csv [--space NAME --img-size N]
 
 Space, resolution and classes default to what the table's metadata records. Exit status 1 when units
 are missing (so scripts can test it), 2 on a missing or malformed table.

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from .base import Profiler, ProfilerUnavailable, main, quiet_output
-from .stats import LatencyStats
 
 __all__ = ["OnnxRuntimeProfiler", "export_onnx"]
 
@@ -90,13 +89,13 @@ class OnnxRuntimeProfiler(Profiler):
         so.log_severity_level = 3
         return ort.InferenceSession(str(path), so, providers=self.providers())
 
-    def measure(self, path, input_shape) -> LatencyStats:
+    def runner(self, path, input_shape):
         sess = self.session(path)
         inp = sess.get_inputs()[0]
         x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
         feed = {inp.name: x}
         run = sess.run
-        return self.protocol.measure(lambda: run(None, feed))
+        return lambda: run(None, feed)
 
 
 if __name__ == "__main__":

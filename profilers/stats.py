@@ -2,21 +2,27 @@
 
 The protocol follows the best peers (nn-Meter, OFA, coreml-performance): warm up, then time several
 *rounds* of back-to-back calls, each call timed on its own with ``time.perf_counter_ns``. The reported
-median is the median of the round medians; p10/p90, mean and std are over all timed calls; ``cv`` is
-the coefficient of variation of the round medians (std / mean), i.e. how far the median moves from one
-round to the next. An entry whose ``cv`` exceeds ``max_cv`` is measured again (up to ``retries`` times)
-and the steadiest attempt is kept.
+median is the median of the round medians (robust to a round hit by interference); p10/p90, mean and
+std are over all timed calls; ``cv`` is the robust coefficient of variation of the round medians
+(1.4826 x their median absolute deviation / their median: the std of a normal sample, but not inflated
+by one disturbed round), i.e. how far the median moves from one round to the next.
+
+:meth:`Protocol.measure_many` times several callables *interleaved*: round 1 of every callable, then
+round 2 of every callable, and so on, in a rotating order. On a shared host whose speed drifts over
+minutes, drift then hits every entry of a batch alike instead of the ones that happened to be timed
+last; entries whose rounds disagree (``cv`` above ``max_cv``) get more rounds, up to ``retries`` times.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["LatencyStats", "Protocol", "summarize_rounds", "summarize_runs", "stats_from_round_summaries"]
+__all__ = ["LatencyStats", "Protocol", "summarize_rounds", "summarize_runs", "stats_from_round_summaries",
+           "robust_cv"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,12 @@ class LatencyStats:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def scaled(self, divisor: float) -> "LatencyStats":
+        """These statistics with every time divided by ``divisor`` (a drift correction; cv and n kept)."""
+        d = float(divisor)
+        return LatencyStats(self.p50_ms / d, self.p10_ms / d, self.p90_ms / d, self.mean_ms / d, self.std_ms / d,
+                            self.cv, self.n)
+
 
 def summarize_rounds(rounds: Sequence[Sequence[float]]) -> LatencyStats:
     """Statistics of per-call times (ms) grouped in rounds (see the module docstring)."""
@@ -45,7 +57,7 @@ def summarize_rounds(rounds: Sequence[Sequence[float]]) -> LatencyStats:
         raise ValueError("no timings to summarize")
     allv = np.concatenate(rounds)
     meds = np.array([np.median(r) for r in rounds])
-    cv = float(np.std(meds, ddof=1) / np.mean(meds)) if len(meds) > 1 else float("nan")
+    cv = robust_cv(meds)
     return LatencyStats(
         p50_ms=float(np.median(meds)),
         p10_ms=float(np.percentile(allv, 10)),
@@ -55,6 +67,15 @@ def summarize_rounds(rounds: Sequence[Sequence[float]]) -> LatencyStats:
         cv=cv,
         n=int(len(allv)),
     )
+
+
+def robust_cv(values: Sequence[float]) -> float:
+    """1.4826 x median absolute deviation / median (NaN for fewer than 2 values)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float("nan")
+    med = float(np.median(v))
+    return float(1.4826 * np.median(np.abs(v - med)) / med) if med > 0 else float("nan")
 
 
 def summarize_runs(runs_ms: Sequence[float], rounds: int = 5) -> LatencyStats:
@@ -83,7 +104,7 @@ def stats_from_round_summaries(avgs_ms: Sequence[float], stds_ms: Sequence[float
         std = float(math.sqrt(ss / (n - 1)))
     else:
         std = float("nan")
-    cv = float(np.std(a, ddof=1) / np.mean(a)) if len(a) > 1 else float("nan")
+    cv = robust_cv(a)
     return LatencyStats(float(np.median(a)), float("nan"), float("nan"), mean, std, cv, int(n))
 
 
@@ -93,17 +114,19 @@ class Protocol:
 
     ``warmup`` calls (and at least ``warmup_s`` seconds) are run first; their median sets how many calls
     a round needs to last about ``round_s`` (clamped to ``[min_runs, max_runs]``) unless ``runs`` fixes it.
+    Many short rounds beat a few long ones on a shared host: a burst of interference spoils one round,
+    and the median of the round medians ignores it.
     """
-    warmup: int = 10
-    warmup_s: float = 0.1
-    rounds: int = 5
+    warmup: int = 5
+    warmup_s: float = 0.05
+    rounds: int = 7
     runs: int | None = None
-    round_s: float = 0.12
-    min_runs: int = 10
+    round_s: float = 0.03
+    min_runs: int = 3
     max_runs: int = 2000
-    max_cv: float = 0.03
+    max_cv: float = 0.05
     retries: int = 2
-    attempts: list = field(default_factory=list, repr=False)   # cv of every attempt of the last call
+    attempts: dict = field(default_factory=dict, repr=False)   # per name: cv after each pass of the last call
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,8 +139,8 @@ class Protocol:
         want = math.ceil(self.round_s * 1000.0 / max(call_ms, 1e-3))
         return int(min(self.max_runs, max(self.min_runs, want)))
 
-    def measure(self, fn: Callable[[], object]) -> LatencyStats:
-        """Time ``fn`` with this protocol and return its statistics."""
+    def _warm(self, fn: Callable[[], object]) -> float:
+        """Warm ``fn`` up; returns the median time (ms) of the second half of the warm-up calls."""
         clock = time.perf_counter_ns
         warm, t0 = [], clock()
         while len(warm) < self.warmup or (clock() - t0) < self.warmup_s * 1e9:
@@ -126,21 +149,45 @@ class Protocol:
             warm.append((clock() - a) / 1e6)
             if len(warm) >= 10 * max(self.warmup, 1) and len(warm) >= 1000:
                 break
-        per_round = self.runs_per_round(float(np.median(warm[len(warm) // 2:])))
-        best, self.attempts = None, []
-        for _ in range(1 + max(0, self.retries)):
-            rounds = []
-            for _ in range(self.rounds):
-                times = np.empty(per_round)
-                for i in range(per_round):
-                    a = clock()
-                    fn()
-                    times[i] = clock() - a
-                rounds.append(times / 1e6)
-            st = summarize_rounds(rounds)
-            self.attempts.append(st.cv)
-            if best is None or not (st.cv >= best.cv):
-                best = st
-            if not (st.cv > self.max_cv):
+        return float(np.median(warm[len(warm) // 2:]))
+
+    @staticmethod
+    def _round(fn: Callable[[], object], runs: int) -> np.ndarray:
+        clock = time.perf_counter_ns
+        times = np.empty(runs)
+        for i in range(runs):
+            a = clock()
+            fn()
+            times[i] = clock() - a
+        return times / 1e6
+
+    def measure(self, fn: Callable[[], object]) -> LatencyStats:
+        """Time ``fn`` with this protocol and return its statistics (see :meth:`measure_many`)."""
+        return self.measure_many({"_": fn})["_"]
+
+    def measure_many(self, fns: Mapping[str, Callable[[], object]]) -> dict[str, LatencyStats]:
+        """Time every callable of ``fns`` with rounds interleaved across them; ``{name: LatencyStats}``.
+
+        Each callable is warmed up, then ``rounds`` rounds are run, each round timing every callable
+        once (the order rotates from round to round). A callable whose round medians vary by more than
+        ``max_cv`` gets ``rounds`` more rounds (interleaved with the other unsteady ones), up to
+        ``retries`` times; its statistics cover all its rounds, so a disturbed round weighs less and
+        less in the median of round medians. ``attempts`` holds, per name, the cv after each pass.
+        """
+        names = list(fns)
+        per_round = {k: self.runs_per_round(self._warm(fns[k])) for k in names}
+        rounds: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        self.attempts = {k: [] for k in names}
+        todo, stats = names, {}
+        for attempt in range(1 + max(0, self.retries)):
+            for r in range(self.rounds):
+                shift = (r + attempt * self.rounds) % len(todo)
+                for k in todo[shift:] + todo[:shift]:
+                    rounds[k].append(self._round(fns[k], per_round[k]))
+            for k in todo:
+                stats[k] = summarize_rounds(rounds[k])
+                self.attempts[k].append(stats[k].cv)
+            todo = [k for k in todo if stats[k].cv > self.max_cv]
+            if not todo:
                 break
-        return best
+        return {k: stats[k] for k in names}

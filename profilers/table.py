@@ -19,7 +19,9 @@ from typing import Iterable
 import pandas as pd
 
 __all__ = ["TableError", "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "table_path", "meta_path",
-           "read_table", "read_meta", "write_meta", "TableWriter", "format_row", "merge_tables", "now_iso"]
+           "tables_dir", "user_cache_dir", "host_tables_dir",
+           "read_table", "read_meta", "write_meta", "TableWriter", "format_row", "merge_tables", "now_iso",
+           "scale_rows"]
 
 SPEC_COLUMNS = ["key", "kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
 STAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "threads", "measured_at"]
@@ -29,8 +31,8 @@ _FLOAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv"]
 #: metadata fields that must agree between tables that are merged or appended to
 IDENTITY_FIELDS = ("device", "runtime")
 
-# the shipped tables (in the repository, or installed beside this package); EFFV2_TABLES points elsewhere
-TABLES_DIR = Path(os.environ.get("EFFV2_TABLES") or Path(__file__).resolve().parent.parent / "latency_tables")
+# the shipped tables (in the repository, or installed beside this package)
+TABLES_DIR = Path(__file__).resolve().parent.parent / "latency_tables"
 
 
 class TableError(ValueError):
@@ -41,9 +43,41 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+def user_cache_dir() -> Path:
+    """Where this user's measurements of this machine live: ``$EFFV2_CACHE``, else
+    ``$XDG_CACHE_HOME/effv2-nas``, else ``~/.cache/effv2-nas`` (never inside the installed package)."""
+    if os.environ.get("EFFV2_CACHE"):
+        return Path(os.environ["EFFV2_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "effv2-nas"
+
+
+def host_tables_dir() -> Path:
+    """The tables of this host's ``local`` devices: ``{user_cache_dir()}/tables/{host id}`` (one folder per
+    kind of host, so a cache shared by several machines keeps their tables apart)."""
+    from .host import host_id
+    return user_cache_dir() / "tables" / host_id()
+
+
+def tables_dir(device: str | None = None) -> Path:
+    """The folder that holds ``device``'s tables: ``$EFFV2_TABLES`` when set; this host's cache folder for a
+    device with a ``local`` connection (its table must be measured here); else the shipped
+    ``latency_tables/``."""
+    if os.environ.get("EFFV2_TABLES"):
+        return Path(os.environ["EFFV2_TABLES"]).expanduser()
+    if device is not None:
+        from .devices import DeviceError, get_device
+        try:
+            if get_device(device).connection_type == "local":
+                return host_tables_dir()
+        except DeviceError:
+            pass
+    return TABLES_DIR
+
+
 def table_path(device: str, runtime: str, root: str | Path | None = None) -> Path:
-    """``{root}/{device}.{runtime}.csv``; ``root`` defaults to the repository's ``latency_tables/``."""
-    return Path(root if root is not None else TABLES_DIR) / f"{device}.{runtime}.csv"
+    """``{root}/{device}.{runtime}.csv``; ``root`` defaults to :func:`tables_dir` of the device."""
+    return Path(root if root is not None else tables_dir(device)) / f"{device}.{runtime}.csv"
 
 
 def meta_path(path: str | Path) -> Path:
@@ -231,6 +265,26 @@ class TableWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def scale_rows(path: str | Path, keys: Iterable[str], factor: float) -> int:
+    """Multiply the latency columns of the rows of ``keys`` by ``factor`` (an atomic rewrite of the table);
+    returns how many rows changed."""
+    path, keys, n = Path(path), set(keys), 0
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    header = rows[0]
+    cols = [header.index(c) for c in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms")]
+    for r in rows[1:]:
+        if r and r[0] in keys:
+            for c in cols:
+                if r[c] != "":
+                    r[c] = _fmt(float(r[c]) * factor)
+            n += 1
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    os.replace(tmp, path)
+    return n
 
 
 def existing_keys(path: str | Path) -> set[str]:

@@ -129,6 +129,11 @@ class TFLiteProfiler(Profiler):
             st, _ = self.adb.benchmark(path, self.threads, p.warmup, runs, p.rounds,
                                        delegate_flags(self.device.delegate, self.device.precision))
             return st
+        return super().measure(path, input_shape)
+
+    def runner(self, path, input_shape):
+        if self.remote:                              # timed by benchmark_model on the phone
+            return None
         from ai_edge_litert.interpreter import Interpreter
         with quiet_output(self.quiet):
             it = Interpreter(model_path=str(path), num_threads=int(self.threads))
@@ -136,7 +141,7 @@ class TFLiteProfiler(Profiler):
         inp = it.get_input_details()[0]
         x = np.random.default_rng(0).standard_normal(tuple(inp["shape"])).astype(inp["dtype"])
         it.set_tensor(inp["index"], x)
-        return self.protocol.measure(it.invoke)
+        return it.invoke
 
 
 if __name__ == "__main__":

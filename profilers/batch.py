@@ -1,0 +1,128 @@
+"""Measure many modules the way a shared, drifting host needs: in batches, interleaved, with the probe.
+
+:func:`measure_modules` exports each batch of modules, loads them all, and times them with rounds
+interleaved across the batch (:meth:`profilers.stats.Protocol.measure_many`). The probe units are timed
+on their own (always in the same company, so their latency does not depend on what they were mixed
+with) before the first batch and after every batch; against the probe's reference
+(:class:`profilers.probe.Probe`) the measurements before and after a batch give the host's speed during
+it, and every latency of the batch is divided by that factor, so all batches, and all runs that share a
+reference, are on one scale. Plugins whose timing happens in an external tool (no
+:meth:`~profilers.base.Profiler.runner`) are measured one entry after another, the probe once per batch.
+Results are handed to ``on_result`` as each batch finishes, so a killed run keeps every finished batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .host import pinned
+from .probe import Probe
+from .stats import LatencyStats
+
+__all__ = ["measure_modules", "DEFAULT_BATCH"]
+
+log = logging.getLogger(__name__)
+
+#: entries per interleaved batch (each batch also times the probe units)
+DEFAULT_BATCH = 24
+
+Builder = Callable[[], tuple]          # () -> (nn.Module, input_shape)
+
+
+def _file_stem(name: str) -> str:
+    """``name`` when it makes a plain file name (unit keys do), else a stable short hash of it (archs)."""
+    if re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name):
+        return name.replace(":", "_")
+    return "net-" + hashlib.sha1(name.encode()).hexdigest()[:16]
+
+
+def _chunks(items, n):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe | None = None, *,
+                    batch_size: int = DEFAULT_BATCH, progress: bool = True, desc: str = "measuring",
+                    on_result: Callable[[str, LatencyStats, float], None] | None = None) -> dict[str, LatencyStats]:
+    """Measure every ``(name, builder)`` of ``items`` with ``profiler``; ``{name: LatencyStats}``.
+
+    ``builder()`` returns ``(module, input_shape)`` and is called only when its batch comes up (whole
+    networks are not all held in memory). The work runs on the profiler's cores (``profiler.cpus``,
+    the device entry's by default). With a ``probe``, each batch's latencies are divided by the
+    host's speed during the batch relative to the probe's reference (the geometric mean of the probe's
+    ratios before and after the batch; without a reference yet, the first probe measurement becomes
+    it); ``on_result(name, stats, factor)`` receives the corrected stats.
+    """
+    from tqdm import tqdm
+
+    items = list(items)
+    results: dict[str, LatencyStats] = {}
+    if not items:
+        return results
+    bar = tqdm(total=len(items), desc=desc, unit="net" if "network" in desc else "unit", disable=not progress,
+               dynamic_ncols=True)
+    keep = Path(profiler.keep_exports) if profiler.keep_exports else None
+    with tempfile.TemporaryDirectory(prefix=f"prof_{profiler.name}_") as tmp, pinned(profiler.cpus):
+        folder = keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def export(name: str, build: Builder):
+            torch.manual_seed(0)
+            module, shape = build()
+            shape = tuple(int(s) for s in shape)
+            path = folder / f"{_file_stem(name)}{profiler.suffix}"
+            profiler.export(module.eval(), shape, path)
+            return path, shape
+
+        probe_paths = {f"probe:{s.key}": export(f"probe_{s.key}", s.build) for s in (probe.specs if probe else [])}
+
+        def probe_ratio() -> float:               # the probe alone, always in the same company
+            st = _measure_batch(profiler, probe_paths)
+            return probe.ratio({k: st[f"probe:{k}"] for k in probe.keys})
+
+        try:
+            before = probe_ratio() if probe else 1.0
+            for batch in _chunks(items, max(1, int(batch_size))):
+                paths = {name: export(name, build) for name, build in batch}
+                stats = _measure_batch(profiler, paths)
+                factor = 1.0
+                if probe:                          # host speed during the batch: the probe before and after
+                    after = probe_ratio()
+                    factor = math.sqrt(before * after)
+                    probe.factors.append(factor)
+                    before = after
+                for name, _ in batch:
+                    st = stats[name].scaled(factor) if factor != 1.0 else stats[name]
+                    results[name] = st
+                    if on_result:
+                        on_result(name, st, factor)
+                if not keep:
+                    for p, _ in paths.values():
+                        Path(p).unlink(missing_ok=True)
+                bar.update(len(batch))
+                if probe:
+                    bar.set_postfix_str(f"host speed vs reference {100 * (factor - 1):+.1f}%", refresh=False)
+                    log.debug("batch of %d: probe factor %.4f", len(batch), factor)
+        finally:
+            bar.close()
+    return results
+
+
+def _measure_batch(profiler, paths: dict[str, tuple[Path, tuple]]) -> dict[str, LatencyStats]:
+    runners = {}
+    for name, (path, shape) in paths.items():
+        fn = profiler.runner(path, shape)
+        if fn is None:
+            runners = None
+            break
+        runners[name] = fn
+    if runners is not None:
+        return profiler.protocol.measure_many(runners)
+    return {name: profiler.measure(path, shape) for name, (path, shape) in paths.items()}
