@@ -22,7 +22,7 @@ from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, ATTN_HEADS, ATTN_K
 
 from .space import Arch, SearchSpace
 
-__all__ = ["BlockSpec", "arch_units", "space_units", "KINDS"]
+__all__ = ["BlockSpec", "arch_units", "space_units", "probe_units", "KINDS"]
 
 KINDS = ("stem", "downsample", "attn", "ffn", "head")
 
@@ -183,6 +183,16 @@ def space_units(space: SearchSpace, img_size: int = 224, num_classes: int = 1000
         add(BlockSpec("head", w, num_classes, res[3], classes=num_classes))
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(out.values(), key=lambda b: (order[b.kind], b.key))
+
+
+def probe_units() -> list[BlockSpec]:
+    """The probe: three fixed units, independent of any space or resolution, whose latencies are recorded
+    with every table and re-measured in seconds to tell whether (and by how much) a host differs from the
+    one the table was measured on (see :mod:`profilers.probe`). One of each kind of work: an FFN (1x1 and
+    depth-wise convolutions), an attention unit (matrix products, softmax, the bias gather) and a stem
+    at 224 px (strided 3x3 convolutions over large activations), since machines differ non-uniformly."""
+    return [BlockSpec("ffn", 96, 96, 14, hidden=384), BlockSpec("attn", 128, 128, 7),
+            BlockSpec("stem", 3, 32, 224, stride=4)]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ with the same profiler plugin and protocol as the table's blocks.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -14,16 +15,17 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
 from models import EfficientFormerV2
+from profilers.batch import measure_modules
+from profilers.probe import Probe
 
+from .blocks import probe_units
 from .space import Arch
 
 __all__ = ["make_profiler", "measure_archs", "fidelity", "network_cli"]
 
-COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at"]
+COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
 
 
 def network_cli(prog: str, doc: str, n: int, n_help: str, seed: int, out_dir: str) -> argparse.ArgumentParser:
@@ -36,6 +38,9 @@ def network_cli(prog: str, doc: str, n: int, n_help: str, seed: int, out_dir: st
     ap.add_argument("--seed", type=int, default=seed)
     ap.add_argument("--threads", type=int, help="override the device's thread count")
     ap.add_argument("--out-dir", default=out_dir)
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--allow-foreign-table", action="store_true",
+                    help="use a local device's table measured on another host anyway (with a loud warning)")
     return ap
 
 
@@ -49,8 +54,17 @@ def make_profiler(device: str, runtime: str | None = None, threads: int | None =
 
 
 def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size: int = 224,
-                  num_classes: int = 1000, desc: str = "measuring networks") -> pd.DataFrame:
-    """Measure every arch end to end (resuming from ``out_csv``); returns the rows for ``archs``."""
+                  num_classes: int = 1000, desc: str = "measuring networks",
+                  probe_reference: dict | None = None, progress: bool = True,
+                  batch_size: int = 8) -> pd.DataFrame:
+    """Measure every arch end to end (resuming from ``out_csv``); returns the rows for ``archs``.
+
+    Networks are measured in interleaved batches with the probe units (:mod:`profilers.batch`). With
+    ``probe_reference`` (a table's recorded probe medians) each batch's latencies are divided by the
+    host's speed relative to that reference (``probe_factor``, kept in the CSV beside each row), so the
+    networks are on the same scale as the table they are compared with; without one, the first batch
+    is the reference.
+    """
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     done = pd.read_csv(out_csv) if out_csv.exists() and out_csv.stat().st_size else pd.DataFrame(columns=COLUMNS)
@@ -58,17 +72,24 @@ def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size
     todo = [a for a in archs if a.to_json() not in have]
     if todo:
         new_file = not out_csv.exists() or not out_csv.stat().st_size
-        with open(out_csv, "a") as f:
+        probe = Probe(probe_units(), reference=dict(probe_reference) if probe_reference else None)
+
+        def build(arch):
+            return lambda: (EfficientFormerV2(arch.net_config(num_classes), img_size=img_size),
+                            (1, 3, img_size, img_size))
+
+        with open(out_csv, "a", newline="") as f:
+            w = csv.writer(f)
             if new_file:
-                f.write(",".join(COLUMNS) + "\n")
-            for arch in tqdm(todo, desc=desc, unit="net"):
-                torch.manual_seed(0)
-                net = EfficientFormerV2(arch.net_config(num_classes), img_size=img_size).eval()
-                st = profiler.profile_module(net, (1, 3, img_size, img_size))
-                row = pd.DataFrame([[arch.to_json(), st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms,
-                                     st.cv, st.n, time.strftime("%Y-%m-%dT%H:%M:%S")]], columns=COLUMNS)
-                row.to_csv(f, header=False, index=False)
+                w.writerow(COLUMNS)
+
+            def on_result(key, st, factor):
+                w.writerow([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,
+                            time.strftime("%Y-%m-%dT%H:%M:%S"), round(float(factor), 5)])
                 f.flush()
+
+            measure_modules(profiler, [(a.to_json(), build(a)) for a in todo], probe, batch_size=batch_size,
+                            progress=progress, desc=desc, on_result=on_result)
         done = pd.read_csv(out_csv)
     by_arch = done.drop_duplicates("arch", keep="last").set_index("arch")
     return by_arch.loc[[a.to_json() for a in archs]].reset_index()

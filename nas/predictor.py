@@ -15,7 +15,6 @@ prices it with a per-kind linear model over the unit's features, fitted on the t
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,12 +22,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .blocks import BlockSpec, arch_units
+from .calibration import Calibration, calibration_path, load_calibration
 from .metrics import MES, count_macs, count_params
 from .space import DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
 from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE, BlockConfig,
                                        check_img_size, stage_resolutions)
 
-__all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path"]
+__all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path", "resolve_table"]
 
 
 class MissingLatencyError(KeyError):
@@ -41,58 +41,6 @@ class MissingLatencyError(KeyError):
 
     def __str__(self):
         return self.args[0]
-
-
-def calibration_path(table_path: str | Path) -> Path:
-    p = Path(table_path)
-    return p.with_name(p.name.removesuffix(".csv") + ".calibration.json")
-
-
-@dataclass
-class Calibration:
-    """``measured ≈ coef[0] * block_sum + coef[1] * n_units + coef[2]`` (least squares)."""
-    coef: tuple[float, float, float] = (1.0, 0.0, 0.0)
-    n: int = 0
-    report: dict = field(default_factory=dict)
-    archs: list = field(default_factory=list)
-    measured_ms: list = field(default_factory=list)
-
-    def apply(self, block_sum, n_units):
-        a, b, c = self.coef
-        return a * block_sum + b * n_units + c
-
-    @classmethod
-    def fit(cls, block_sum: Sequence[float], n_units: Sequence[float], measured_ms: Sequence[float],
-            archs: list | None = None) -> "Calibration":
-        s, u, y = (np.asarray(v, dtype=float) for v in (block_sum, n_units, measured_ms))
-        if len(y) < 3:
-            raise ValueError(f"a calibration needs at least 3 measured networks, got {len(y)}")
-        X = np.stack([s, u, np.ones_like(s)], 1)
-        if np.ptp(u) == 0:                          # n_units constant: fit scale + offset only
-            coef2, *_ = np.linalg.lstsq(X[:, [0, 2]], y, rcond=None)
-            coef = np.array([coef2[0], 0.0, coef2[1]])
-        else:
-            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-        fitted = X @ coef
-        raw_err = (s - y) / y
-        fit_err = (fitted - y) / y
-        report = {
-            "uncalibrated_mape_pct": float(np.mean(np.abs(raw_err)) * 100),
-            "uncalibrated_bias_pct": float(np.mean(raw_err) * 100),
-            "calibrated_mape_pct": float(np.mean(np.abs(fit_err)) * 100),
-            "calibrated_max_abs_err_pct": float(np.max(np.abs(fit_err)) * 100),
-            "residuals_ms": [float(r) for r in fitted - y],
-        }
-        return cls(tuple(float(c) for c in coef), len(y), report, list(archs or []), [float(v) for v in y])
-
-    def to_dict(self) -> dict:
-        return {"model": "measured_ms = coef[0]*block_sum_ms + coef[1]*n_units + coef[2]",
-                "coef": list(self.coef), "n": self.n, "report": self.report,
-                "archs": self.archs, "measured_ms": self.measured_ms}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
-        return cls(tuple(d["coef"]), d.get("n", 0), d.get("report", {}), d.get("archs", []), d.get("measured_ms", []))
 
 
 def _features(spec: BlockSpec) -> list[float]:
@@ -166,22 +114,36 @@ class LatencyPredictor:
     def from_table(cls, path_or_device: str | Path, runtime: str | None = None, *, root=None,
                    fallback: str = "error", space: SearchSpace | str | None = None,
                    img_size: int | None = None, num_classes: int | None = None,
-                   calibrated: bool = True) -> "LatencyPredictor":
-        """Load a table by path or by device name (``latency_tables/{device}.{runtime}.csv``).
+                   calibrated: bool = True, verify: str = "fingerprint",
+                   allow_foreign: bool | None = None) -> "LatencyPredictor":
+        """Load a table by path or by device name.
 
-        The calibration stored beside the table (``*.calibration.json``) is applied when present.
-        ``space``, ``img_size`` and ``num_classes`` default to what the table's metadata records.
+        A device name resolves as :func:`nas.tables.resolve_table` says: a device with a ``local``
+        connection (``local-cpu``) to this host's table in the user cache, another device to the shipped
+        ``latency_tables/``. The calibration stored beside the table (``*.calibration.json``) is applied
+        when present. ``space``, ``img_size`` and ``num_classes`` default to what the table records.
+
+        A table of a ``local`` device must describe this host: ``verify="fingerprint"`` (default) compares
+        the recorded host fingerprint and runtime version with this host's, ``"probe"`` also re-measures
+        the probe units (seconds), ``"none"`` skips both. A mismatch raises
+        :class:`nas.tables.ForeignTableError` naming the command that profiles this host, unless
+        ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
         """
         from profilers.table import read_table
+        from .tables import verify_host
         path = resolve_table(path_or_device, runtime, root)
         df, meta = read_table(path)
-        space = space or meta.get("space", DEFAULT_SPACE.name)
+        if verify != "none":
+            verify_host(path, meta, probe=(verify == "probe"), allow_foreign=allow_foreign)
+        space = space or meta.get("space_def") or meta.get("space", DEFAULT_SPACE.name)
+        if isinstance(space, dict):
+            space = SearchSpace.from_dict(space)
         img_size = img_size or _first_int(meta.get("img_size", meta.get("img_sizes")), 224)
         num_classes = num_classes or _first_int(meta.get("num_classes"), 1000)
         calib = None
         cpath = calibration_path(path)
         if calibrated and cpath.exists():
-            calib = Calibration.from_dict(json.loads(cpath.read_text()))
+            calib = load_calibration(cpath)
         return cls(df, space, img_size, num_classes, calib, fallback, meta, source=str(path))
 
     def _hint(self) -> str:
@@ -235,37 +197,44 @@ class LatencyPredictor:
         self._ridx = {r: i for i, r in enumerate(ratios)}
 
     # -- prediction -----------------------------------------------------------------------------
-    def block_sum(self, arch) -> tuple[float, int]:
-        """(sum of unit latencies in ms, number of units) of one architecture."""
+    def group_sums(self, arch) -> tuple[np.ndarray, int]:
+        """(per-group sums of unit latencies in ms, ``GROUPS`` order: ffn, attn, other; number of units)."""
         arch = _as_arch(arch)
         try:
             wi = [self._widx[s][w] for s, w in enumerate(arch.widths)]
             ri = self._ridx
-            total = self._stem[wi[0]] + self._head[wi[3]]
+            other = self._stem[wi[0]] + self._head[wi[3]]
             units = 2
             for s in range(1, NUM_STAGES):
-                total += self._down[s][wi[s - 1], wi[s]]
+                other += self._down[s][wi[s - 1], wi[s]]
                 units += 1
+            f_sum = a_sum = 0.0
             for s, stage in enumerate(arch.blocks):
                 ffn, attn, w = self._ffn[s], self._attn[s], wi[s]
                 for b in stage:
                     if b.keep:
-                        total += ffn[w, ri[b.ratio]]
+                        f_sum += ffn[w, ri[b.ratio]]
                         units += 1
                         if b.attn:
-                            total += attn[w]
+                            a_sum += attn[w]
                             units += 1
         except (KeyError, IndexError, TypeError):
             self.space.validate(arch)
             raise
-        if total != total:                           # NaN: some unit is missing
+        g = np.array([f_sum, a_sum, other], dtype=float)
+        if np.isnan(g).any():                        # some unit is missing
             self._raise_missing([arch])
-        return float(total), units
+        return g, units
+
+    def block_sum(self, arch) -> tuple[float, int]:
+        """(sum of unit latencies in ms, number of units) of one architecture."""
+        g, units = self.group_sums(arch)
+        return float(g.sum()), units
 
     def predict(self, arch) -> float:
         """Predicted latency in ms of one architecture (an :class:`Arch`, its dict, or JSON text)."""
-        s, u = self.block_sum(arch)
-        return float(self.calibration.apply(s, u)) if self.calibration else s
+        g, _ = self.group_sums(arch)
+        return float(self.calibration.apply(g)) if self.calibration else float(g.sum())
 
     def predict_many(self, archs) -> np.ndarray:
         """Vectorised :meth:`predict`: a list of archs, or an integer matrix from ``space.encode`` /
@@ -275,20 +244,23 @@ class LatencyPredictor:
         else:
             archs = [_as_arch(a) for a in archs]
             codes = self.space.encode(archs)
-        s, u = self._block_sum_encoded(codes)
+        g, _ = self._group_sums_encoded(codes)
+        s = g.sum(1)
         if np.isnan(s).any():
             bad = np.flatnonzero(np.isnan(s))
             self._raise_missing(self.space.decode(codes[bad[:50]]))
-        return self.calibration.apply(s, u) if self.calibration else s
+        return self.calibration.apply(g) if self.calibration else s
 
-    def _block_sum_encoded(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _group_sums_encoded(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if codes.ndim != 2 or codes.shape[1] != self.space.encoding_width:
             raise ValueError(f"encoded archs must have shape (N, {self.space.encoding_width}) "
                              f"for space {self.space.name!r}, got {codes.shape}")
         w = codes[:, :NUM_STAGES]
-        total = self._stem[w[:, 0]] + self._head[w[:, 3]]
+        groups = np.zeros((len(codes), 3))
+        other = self._stem[w[:, 0]] + self._head[w[:, 3]]
         for s in range(1, NUM_STAGES):
-            total += self._down[s][w[:, s - 1], w[:, s]]
+            other += self._down[s][w[:, s - 1], w[:, s]]
+        groups[:, 2] = other
         S, nr = self.space.num_slots, len(self.space.ratios)
         keep_all = codes[:, NUM_STAGES:NUM_STAGES + S] != 0                 # column blocks: views
         ratio_all = codes[:, NUM_STAGES + S:NUM_STAGES + 2 * S]
@@ -300,14 +272,14 @@ class LatencyPredictor:
             # per stage: how many kept blocks use each ratio, times that (width, ratio) unit's latency
             cnt = np.stack([((ratio == k) & keep).sum(1) for k in range(nr)], 1)
             rows = self._ffn[s][w[:, s]]
-            total += np.where(cnt > 0, rows * cnt, 0.0).sum(1)
+            groups[:, 0] += np.where(cnt > 0, rows * cnt, 0.0).sum(1)
             units += cnt.sum(1)
             if self._attn[s] is not None:
                 n_attn = (attn_all[:, c:c + d] & keep).sum(1)
-                total += np.where(n_attn > 0, n_attn * self._attn[s][w[:, s]], 0.0)
+                groups[:, 1] += np.where(n_attn > 0, n_attn * self._attn[s][w[:, s]], 0.0)
                 units += n_attn
             c += d
-        return total, units
+        return groups, units
 
     def _raise_missing(self, archs):
         missing = set()
@@ -356,34 +328,6 @@ def _first_int(v, default):
 
 
 def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=None) -> Path:
-    """A table path from a path or a device name (and optional runtime)."""
-    from profilers.table import TableError, table_path
-    p = Path(str(path_or_device))
-    if p.suffix == ".csv":
-        if not p.exists():
-            raise TableError(f"latency table {p} does not exist")
-        return p
-    device = str(path_or_device)
-    if runtime:
-        return table_path(device, runtime, root)
-    base = table_path(device, "onnxruntime", root).parent
-    found = sorted(base.glob(f"{device}.*.csv"))
-    if not found:
-        from profilers.devices import DeviceError, get_device
-        try:
-            rt = get_device(device).runtime
-        except DeviceError as e:
-            raise TableError(f"no latency table for {device!r} in {base}, and {e}") from None
-        raise TableError(f"no latency table for device {device!r} in {base}. Make one with: "
-                         f"python -m profilers.{rt} --device {device}")
-    if len(found) > 1:
-        try:
-            from profilers.devices import get_device
-            preferred = base / f"{device}.{get_device(device).runtime}.csv"
-            if preferred in found:
-                return preferred
-        except Exception:
-            pass
-        names = ", ".join(f.name.split(".")[1] for f in found)
-        raise TableError(f"device {device!r} has tables for several runtimes ({names}); pass runtime=")
-    return found[0]
+    """A table path from a path or a device name (see :func:`nas.tables.resolve_table`)."""
+    from .tables import resolve_table as _resolve
+    return _resolve(path_or_device, runtime, root)

@@ -241,6 +241,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="measure the picks end to end on the target's runtime when it can run here")
     ap.add_argument("--no-measure", dest="measure", action="store_false")
     ap.add_argument("--measure-threads", type=int, help="override the device's thread count when measuring")
+    ap.add_argument("--allow-foreign-table", action="store_true",
+                    help="use a local device's table measured on another host anyway (loud warning); by default "
+                         "such a table is an error, and this host's table is measured on first use")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
     ap.add_argument("--no-progress", action="store_true")
@@ -264,15 +267,53 @@ def _ensure_supernet(path: str) -> None:
     train_supernet.main(["--out", path, "--resume"])
 
 
+def _supernet_space(path: str):
+    """The search space of the supernet at ``path``, or the default space when it is still to be trained."""
+    from .space import DEFAULT_SPACE, SearchSpace
+    ck = checkpoint_file(path)
+    if not ck.exists():
+        if Path(path) != Path(DEFAULT_SUPERNET):
+            raise SystemExit(f"error: no supernet checkpoint at {path}. Train one with: "
+                             f"python -m nas.train_supernet --out {path}")
+        return DEFAULT_SPACE
+    _, meta = load_supernet(path)
+    return SearchSpace.from_dict(meta["space"])
+
+
+def _prepare_table(args: argparse.Namespace, say) -> Path:
+    """The target's table path. A ``local`` device's table is this host's: made (profiled and calibrated)
+    on first use, and its probe checked against this host otherwise."""
+    from profilers.devices import DeviceError, get_device
+    from profilers.table import TableError
+    from .local_tables import ensure_local_table
+    from .predictor import resolve_table
+    allow = args.allow_foreign_table or None
+    if Path(args.target).suffix == ".csv" or os.environ.get("EFFV2_TABLES"):
+        return resolve_table(args.target, args.runtime)
+    try:
+        dev = get_device(args.target)
+    except DeviceError as e:
+        raise TableError(str(e)) from None
+    if dev.connection_type != "local":
+        return resolve_table(args.target, args.runtime)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:               # N processes do not profile: it must exist
+        return resolve_table(args.target, args.runtime)
+    return ensure_local_table(dev.name, args.runtime, _supernet_space(args.supernet), progress=not args.no_progress,
+                              allow_foreign=allow, say=say)
+
+
 def run_search(args: argparse.Namespace) -> dict | None:
     from .evaluate import SubnetEvaluator
-    from .predictor import LatencyPredictor, resolve_table
+    from .predictor import LatencyPredictor
+    from .calibration import CalibrationError
+    from profilers.base import ProfilerUnavailable
     from profilers.table import TableError
 
+    say0 = (lambda *a: print(*a, flush=True)) if int(os.environ.get("RANK", "0")) == 0 else (lambda *a: None)
     try:                                    # before any training: a missing table is the first thing to say
-        table = resolve_table(args.target, args.runtime)
-        pred = LatencyPredictor.from_table(table)
-    except (TableError, FileNotFoundError) as e:
+        table = _prepare_table(args, say0)
+        pred = LatencyPredictor.from_table(table, allow_foreign=args.allow_foreign_table or None)
+    except (TableError, CalibrationError, ProfilerUnavailable, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     _ensure_supernet(args.supernet)
     rank, world, device = init_distributed()
@@ -469,6 +510,10 @@ def _measure_picks(args, pred, dev, rt, out, results, reference, summary, say) -
         picks["reference_s0"] = reference
     if not picks:
         return
+    from .tables import is_local
+    if not is_local(pred.meta):
+        say(f"Picks not measured end to end: {dev} is not this machine, and its latencies are measured there")
+        return
     try:
         profiler = make_profiler(dev, rt, args.measure_threads)
         profiler.check_ready()
@@ -478,7 +523,8 @@ def _measure_picks(args, pred, dev, rt, out, results, reference, summary, say) -
     say(f"Measuring the picks end to end on {dev} ({rt}, {pred.img_size} px) ...")
     try:
         rows = measure_archs([e.arch for e in picks.values()], profiler, out / "measured.csv", pred.img_size,
-                             pred.num_classes, desc="measuring picks")
+                             pred.num_classes, desc="measuring picks", progress=not args.no_progress,
+                             probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"))
     except ProfilerUnavailable as e:
         say(f"Picks not measured end to end on {dev} ({rt}): {e}")
         return
