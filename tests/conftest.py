@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -8,6 +9,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _tv_shim  # noqa: E402,F401  (lets timm import beside CPU-only torch)
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# this host's tables (local devices) go to a throw-away cache, never the user's
+os.environ["EFFV2_CACHE"] = tempfile.mkdtemp(prefix="effv2-test-cache-")
+os.environ.pop("EFFV2_TABLES", None)
+os.environ.pop("EFFV2_ALLOW_FOREIGN_TABLE", None)
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> torch.nn.Module:
@@ -35,7 +41,7 @@ FAST_PROTOCOL = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=
 @pytest.fixture(scope="session")
 def tiny_table(tmp_path_factory):
     """A real ONNX Runtime table (this CPU, 1 thread) of the tiny space at 64 px and 10 classes."""
-    from nas.blocks import space_units
+    from nas.blocks import probe_units, space_units
     from nas.space import TINY_SPACE
     from profilers import get_profiler
     from profilers.base import run_table
@@ -43,7 +49,7 @@ def tiny_table(tmp_path_factory):
     out = tmp_path_factory.mktemp("tables") / "local-cpu.onnxruntime.csv"
     prof = get_profiler("onnxruntime")("local-cpu", protocol=Protocol(**FAST_PROTOCOL))
     run_table(prof, space_units(TINY_SPACE, 64, 10), out, space_name="tiny", img_size=64, num_classes=10,
-              progress=False)
+              progress=False, probe_specs=probe_units(), space=TINY_SPACE.to_dict())
     return out
 
 

@@ -1,3 +1,4 @@
+import json
 import random
 
 import numpy as np
@@ -69,23 +70,27 @@ def test_regression_fallback_prices_missing_units():
 
 def test_calibration_fit_and_use():
     rng = np.random.default_rng(0)
-    s = rng.uniform(5, 50, 20)
-    u = rng.integers(20, 60, 20)
-    y = 0.9 * s - 0.01 * u + 0.4
-    cal = Calibration.fit(s, u, y)
-    np.testing.assert_allclose(cal.coef, (0.9, -0.01, 0.4), atol=1e-9)
-    assert cal.report["calibrated_mape_pct"] < 1e-6
-    assert cal.report["uncalibrated_mape_pct"] > 1
-    assert Calibration.from_dict(cal.to_dict()).coef == cal.coef
+    g = rng.uniform([5, 1, 0.5], [40, 10, 4], (20, 3))           # per-group sums: ffn, attn, other
+    y = g @ [0.9, 1.2, 1.05] + 0.4                                  # a per-kind map, exactly
+    cal = Calibration.fit(g, y)
+    assert cal.model == "per_kind" and cal.n == 20
+    np.testing.assert_allclose(cal.coef, (0.9, 1.2, 1.05, 0.4), atol=1e-6)
+    assert cal.report["calibrated_mape_pct"] < 1e-4 and cal.report["uncalibrated_mape_pct"] > 1
+    assert set(cal.report["loo_mape_pct"]) == {"per_kind", "affine", "scale"}
+    again = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert again.coef == cal.coef and again.band == cal.band and again.model == cal.model
     table = random_table(DEFAULT_SPACE)
     raw = LatencyPredictor(table, DEFAULT_SPACE)
     calibrated = LatencyPredictor(table, DEFAULT_SPACE, calibration=cal)
     a = DEFAULT_SPACE.sample(7)
-    block_sum, n_units = raw.block_sum(a)
-    assert n_units == len(arch_units(a))
-    assert calibrated.predict(a) == pytest.approx(0.9 * block_sum - 0.01 * n_units + 0.4)
+    groups, n_units = raw.group_sums(a)
+    assert n_units == len(arch_units(a)) and groups.sum() == pytest.approx(raw.predict(a))
+    expected = float(np.clip(groups @ [0.9, 1.2, 1.05] + 0.4, cal.band[0] * groups.sum(), cal.band[1] * groups.sum()))
+    assert calibrated.predict(a) == pytest.approx(expected)
+    codes = DEFAULT_SPACE.sample_encoded(500, seed=1)
+    np.testing.assert_allclose(calibrated.predict_many(codes), [calibrated.predict(x) for x in DEFAULT_SPACE.decode(codes)])
     with pytest.raises(ValueError, match="at least 3"):
-        Calibration.fit([1, 2], [3, 4], [1, 2])
+        Calibration.fit([[1, 1, 1], [2, 2, 2]], [1, 2])
 
 
 def test_params_and_mes():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from models import EfficientFormerV2
-from nas.blocks import space_units
+from nas.blocks import probe_units, space_units
 from nas.space import TINY_SPACE
 from profilers import LatencyStats, get_profiler
 from profilers.stats import Protocol, summarize_rounds, summarize_runs
@@ -31,20 +31,35 @@ def sane(st: LatencyStats):
 def test_summaries():
     st = summarize_rounds([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0], [3.0, 3.0, 4.0]])
     assert st.p50_ms == 2.0 and st.n == 9 and st.mean_ms == pytest.approx(22 / 9)
-    assert st.cv == pytest.approx(np.std([2, 2, 3], ddof=1) / np.mean([2, 2, 3]))
+    assert st.cv == 0.0                                       # robust: one round off the others moves no MAD
+    st = summarize_rounds([[1.0], [2.0], [4.0]])
+    assert st.cv == pytest.approx(1.4826 * 1.0 / 2.0)
     assert summarize_runs([1.0] * 10).cv == 0.0
 
 
-def test_protocol_remeasures_a_noisy_entry():
-    calls = iter(range(10 ** 6))
-    p = Protocol(warmup=1, warmup_s=0, rounds=3, runs=2, max_cv=0.01, retries=2)
+def test_rounds_are_interleaved_and_unsteady_entries_get_more_rounds():
+    import time
+    order, calls = [], iter(range(10 ** 6))
+    p = Protocol(warmup=1, warmup_s=0, rounds=3, runs=2, max_cv=0.05, retries=2)
 
-    def fn():                             # first attempt jittery, then steady: the steadiest attempt is kept
-        i = next(calls)
-        if i < 8:
-            torch.empty(1 + (i % 3) * 200_000).normal_()
-    st = p.measure(fn)
-    assert len(p.attempts) >= 2 and st.cv == min(p.attempts)
+    def jumpy():                          # round medians cycle through 0.2, 1 and 3 ms: never steady
+        order.append("jumpy")
+        i = next(calls)                   # call 0 is the warm-up, then rounds of 2 calls
+        time.sleep((0.0002, 0.001, 0.003)[((i - 1) // 2) % 3] if i else 0.0002)
+
+    def steady():
+        order.append("steady")
+        time.sleep(0.0005)
+
+    res = p.measure_many({"jumpy": jumpy, "steady": steady})
+    assert len(p.attempts["jumpy"]) == 3
+    assert res["jumpy"].n == 3 * 3 * 2                               # every retry added 3 rounds of 2 calls
+    assert res["steady"].n in (6, 12, 18) and res["steady"].n <= res["jumpy"].n
+    assert order[:2] == ["jumpy", "steady"]                          # one warm-up call each
+    timed = order[2:14]
+    assert timed.count("jumpy") == timed.count("steady") == 6        # first pass: 3 rounds of each, alternating
+    assert all(timed[k] == timed[k + 1] for k in range(0, 12, 2))    # a round is 2 calls of one entry
+    assert 0 < res["steady"].p50_ms < res["jumpy"].p90_ms
 
 
 @pytest.mark.parametrize("kind", ["stem", "downsample", "attn", "ffn", "head"])
@@ -89,10 +104,14 @@ def test_cli_writes_table_and_metadata(tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     df, meta = read_table(out)
-    assert len(df) == 3 and (df["n"] == 30).all() and (df["threads"] == 1).all()
+    assert len(df) == 3 and (df["n"] % 30 == 0).all() and (df["threads"] == 1).all()   # 3 rounds of 10, or more
     assert list(df.columns[:8]) == ["kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
     for k in ("device", "runtime", "runtime_version", "precision", "threads", "created", "tool_version", "host",
               "img_sizes", "space"):
         assert k in meta
-    assert meta["host"]["cpu"] and meta["img_sizes"] == [64] and meta["space"] == "tiny"
+    assert meta["host"]["cpu"] and meta["host"]["cores"] and meta["img_sizes"] == [64] and meta["space"] == "tiny"
+    assert meta["space_def"]["name"] == "tiny"
+    probe = meta["probe"]["p50_ms"]                                   # the probe, measured with the table
+    assert set(probe) == {u.key for u in probe_units()} and all(v > 0 for v in probe.values())
+    assert meta["drift"]["factors"] and all(f > 0 for f in meta["drift"]["factors"])
     assert "measured 3 unit(s)" in r.stdout

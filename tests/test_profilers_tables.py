@@ -77,25 +77,25 @@ def test_resume_after_a_killed_run_measures_only_the_rest(tmp_path):
         pass
 
     prof = ort()
-    real, calls = prof.profile_spec, []
+    real, exported = prof.export, []
 
-    def dying(spec):                      # the run "dies" while measuring the 4th unit
-        if len(calls) == 3:
+    def dying(module, shape, path):       # the run "dies" while exporting the 4th unit
+        if len(exported) == 3:
             raise Killed()
-        calls.append(spec.key)
-        return real(spec)
+        exported.append(path.stem)
+        return real(module, shape, path)
 
-    prof.profile_spec = dying
+    prof.export = dying
     with pytest.raises(Killed):
-        run(prof, specs, out)
+        run(prof, specs, out, batch_size=1)
     df, meta = read_table(out)
-    assert list(df.index) == [s.key for s in specs[:3]]                   # every finished row was kept
+    assert list(df.index) == [s.key for s in specs[:3]]                   # every finished batch was kept
     assert meta["device"] == "local-cpu" and meta["runtime"] == "onnxruntime" and meta["threads"] == 1
 
     prof2 = ort()
     measured = []
-    orig = prof2.profile_spec
-    prof2.profile_spec = lambda s: (measured.append(s.key), orig(s))[1]
+    orig = prof2.export
+    prof2.export = lambda m, shape, path: (measured.append(path.stem), orig(m, shape, path))[1]
     res = run(prof2, specs, out)
     assert measured == [s.key for s in specs[3:]]                         # only the missing ones
     assert res["measured"] == 3 and res["skipped"] == 3 and res["remaining"] == 0

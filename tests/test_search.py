@@ -91,7 +91,7 @@ def test_missing_table_and_mismatched_space_fail_clearly(tiny_supernet, tmp_path
     with pytest.raises(SystemExit, match="python -m profilers"):
         main(["--target", "pixel6", "--supernet", str(tiny_supernet), "--out-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="space 'tiny'"):       # shipped table is for the default space
-        main(["--target", "local-cpu", "--runtime", "onnxruntime", "--supernet", str(tiny_supernet),
+        main(["--target", "ref-epyc", "--runtime", "onnxruntime", "--supernet", str(tiny_supernet),
               "--out-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="python -m profilers.tflite --device pixel6"):   # before training
         main(["--target", "pixel6", "--supernet", str(tmp_path / "nowhere.pt"), "--out-dir", str(tmp_path)])

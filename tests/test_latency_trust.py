@@ -1,0 +1,308 @@
+"""Latency you can trust on this host: fingerprints, the probe, drift correction, host-bound tables,
+first-use profiling and a calibration that cannot predict nonsense."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas.blocks import probe_units, space_units
+from nas.calibration import Calibration, CalibrationError, calibration_path, load_calibration
+from nas.predictor import LatencyPredictor
+from nas.space import DEFAULT_SPACE, TINY_SPACE
+from nas.tables import ForeignTableError, ForeignTableWarning, resolve_table
+from profilers import get_profiler
+from profilers.base import main as profile_main
+from profilers.batch import measure_modules
+from profilers.devices import get_device
+from profilers.host import differences, fingerprint, host_id, pinned
+from profilers.probe import Probe, ProbeCheck
+from profilers.stats import LatencyStats, Protocol
+from profilers.table import TABLES_DIR, host_tables_dir, meta_path, read_meta, table_path, write_meta
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
+
+
+# -- fingerprints --------------------------------------------------------------------------------------
+def test_fingerprint_describes_this_host_and_differences_name_fields():
+    fp = fingerprint()
+    assert fp["cores"] == os.cpu_count() and fp["os"] and fp["machine"]
+    assert differences(fp, fingerprint()) == []
+    other = {**fp, "cpu": "Some Other CPU", "cores": (fp["cores"] or 1) + 2}
+    diffs = differences(other, fp)
+    assert any(d.startswith("cpu 'Some Other CPU' there") for d in diffs) and any(d.startswith("cores") for d in diffs)
+    assert differences({"cpu": fp["cpu"]}, fp) == []                  # fields one side lacks are not compared
+    assert differences({**fp, "isa": ["avx512f"]}, {**fp, "isa": ["avx2"]}) == ["ISA without avx512f, with avx2 here"]
+    assert host_id(fp) == host_id(dict(fp, kernel="x", affinity=[1])) != host_id(other)
+
+
+def test_fingerprint_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+                    "model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu sse4_2 avx avx2 fma\n\nprocessor\t: 1\n")
+    fp = fingerprint(str(info))
+    assert (fp["vendor"], fp["cpu"], fp["family"], fp["model"], fp["stepping"]) == ("AuthenticAMD", "AMD EPYC", 25, 1, 1)
+    assert fp["isa"] == ["avx", "avx2", "fma", "sse4_2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_pinned_restores_the_affinity():
+    before = os.sched_getaffinity(0)
+    with pinned([0]):
+        assert os.sched_getaffinity(0) == {0}
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(ValueError, match="cores"):
+        with pinned([10_000]):
+            pass
+
+
+# -- probe and drift correction -------------------------------------------------------------------------
+def _stats(ms):
+    return LatencyStats(ms, ms * 0.9, ms * 1.1, ms, ms * 0.05, 0.01, 10)
+
+
+def test_probe_factor_and_check():
+    specs = probe_units()
+    assert len({s.key for s in specs}) == 3 and {s.kind for s in specs} == {"ffn", "attn", "stem"}
+    p = Probe(specs)
+    base = {s.key: _stats(1.0 + i) for i, s in enumerate(specs)}
+    assert p.ratio(base) == 1.0 and p.reference == {k: v.p50_ms for k, v in base.items()}   # first: the reference
+    assert p.ratio({k: _stats(v.p50_ms * 1.08) for k, v in base.items()}) == pytest.approx(1.08)
+    check = ProbeCheck.compare(p.reference, {k: _stats(v.p50_ms * r) for (k, v), r in zip(base.items(), (1.5, 1.6, 2.2))})
+    assert not check.ok and check.factor == pytest.approx((1.5 * 1.6 * 2.2) ** (1 / 3))
+    assert "+50.0%" in check.describe()
+    assert ProbeCheck.compare(p.reference, {k: _stats(v.p50_ms * 1.05) for k, v in base.items()}).ok
+
+
+class _DriftingProfiler:
+    """A profiler stand-in on a host that gets 1 % slower with every measurement it makes."""
+    name, suffix, keep_exports, cpus = "fake", ".x", None, None
+
+    def __init__(self, true_ms):
+        self.true_ms, self.t = true_ms, 0
+
+    def export(self, module, shape, path):
+        return path
+
+    def runner(self, path, shape):
+        return None
+
+    def measure(self, path, shape):
+        self.t += 1
+        return _stats(self.true_ms[path.stem.removeprefix("probe_")] * 1.01 ** self.t)
+
+
+def test_drift_is_measured_by_the_probe_and_divided_out():
+    specs = probe_units()
+    true = {s.key: 0.5 + i for i, s in enumerate(specs)}
+    true.update({f"u{i}": 0.1 * (i + 1) for i in range(7)})
+    prof = _DriftingProfiler(true)
+    probe = Probe(specs)
+    seen = []
+    items = [(f"u{i}", lambda: (torch.nn.Identity(), (1, 3, 8, 8))) for i in range(7)]
+    res = measure_modules(prof, items, probe, batch_size=3, progress=False,
+                          on_result=lambda k, st, f: seen.append((k, f)))
+    assert len(probe.factors) == 3 and probe.factors[0] > 1.02 and probe.factors == sorted(probe.factors)
+    for i in range(7):                                                # on the reference's scale, within the drift
+        assert res[f"u{i}"].p50_ms == pytest.approx(true[f"u{i}"], rel=0.05)    # of half a batch
+    assert 1.01 ** prof.t > 1.2                                       # uncorrected, the last would be 20 % off
+    assert [k for k, _ in seen] == [f"u{i}" for i in range(7)]
+
+
+# -- host-bound tables --------------------------------------------------------------------------------
+def test_local_device_tables_live_in_this_hosts_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFV2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EFFV2_TABLES", raising=False)
+    assert host_tables_dir() == tmp_path / "cache" / "tables" / host_id()
+    assert table_path("local-cpu", "onnxruntime") == host_tables_dir() / "local-cpu.onnxruntime.csv"
+    assert table_path("ref-epyc", "onnxruntime") == TABLES_DIR / "ref-epyc.onnxruntime.csv"
+    assert table_path("pixel6", "tflite").parent == TABLES_DIR
+    with pytest.raises(Exception, match="python -m profilers.onnxruntime --device local-cpu"):
+        resolve_table("local-cpu")
+    monkeypatch.delenv("EFFV2_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert host_tables_dir().parent.parent == tmp_path / "xdg" / "effv2-nas"
+
+
+def test_reference_device_is_another_machines_table_shipped_as_it_is(capsys):
+    dev = get_device("ref-epyc")
+    assert dev.connection_type == "reference" and dev.extra["fingerprint"]["cpu"] == "AMD EPYC"
+    pred = LatencyPredictor.from_table("ref-epyc")                   # usable anywhere, for examples and tests
+    assert pred.calibration is not None and pred.meta["device"] == "ref-epyc"
+    assert 5 < pred.predict(DEFAULT_SPACE.canonical("s0")) < 50
+    assert profile_main(get_profiler("onnxruntime"), ["--device", "ref-epyc"]) == 2
+    assert "reference device" in capsys.readouterr().err
+
+
+def _copy_table(src: Path, dst_dir: Path) -> Path:
+    dst = dst_dir / src.name
+    shutil.copy(src, dst)
+    shutil.copy(meta_path(src), meta_path(dst))
+    if calibration_path(src).exists():
+        shutil.copy(calibration_path(src), calibration_path(dst))
+    return dst
+
+
+def test_a_table_from_another_host_is_an_error_unless_asked_for(tiny_table, tmp_path, monkeypatch):
+    monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
+    assert LatencyPredictor.from_table(tiny_table).meta["device"] == "local-cpu"     # measured here: fine
+    t = _copy_table(tiny_table, tmp_path)
+    meta = read_meta(t)
+    meta["host"] = {**meta["host"], "cpu": "AMD EPYC 7B13", "cores": 64}
+    write_meta(t, meta)
+    with pytest.raises(ForeignTableError) as e:
+        LatencyPredictor.from_table(t)
+    msg = str(e.value)
+    assert "does not describe this host" in msg and "cpu 'AMD EPYC 7B13' there" in msg
+    assert "python -m profilers.onnxruntime --device local-cpu --space tiny --img-size 64" in msg
+    assert "allow_foreign" in msg
+    with pytest.warns(ForeignTableWarning, match="ON PURPOSE"):
+        LatencyPredictor.from_table(t, allow_foreign=True)
+    monkeypatch.setenv("EFFV2_ALLOW_FOREIGN_TABLE", "1")
+    with pytest.warns(ForeignTableWarning):
+        LatencyPredictor.from_table(t)
+
+
+def test_same_name_but_another_speed_is_caught_by_the_probe(tiny_table, tmp_path, monkeypatch):
+    from nas.tables import check_host
+    monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
+    t = _copy_table(tiny_table, tmp_path)
+    meta = read_meta(t)
+    same = check_host(t, meta, probe=True, tolerance=0.5)           # this host, re-measured: a generous factor
+    assert same.ok and same.probe is not None and 0.5 < same.probe.factor < 2
+    meta["probe"]["p50_ms"] = {k: v / 3 for k, v in meta["probe"]["p50_ms"].items()}     # "3x faster there"
+    write_meta(t, meta)
+    LatencyPredictor.from_table(t)                                    # the fingerprint alone cannot tell
+    with pytest.raises(ForeignTableError, match="probe"):
+        LatencyPredictor.from_table(t, verify="probe")
+
+
+def test_profiling_into_another_hosts_table_is_refused(tiny_table, tmp_path):
+    t = _copy_table(tiny_table, tmp_path)
+    meta = read_meta(t)
+    meta["host"] = {**meta["host"], "model": 12345}
+    write_meta(t, meta)
+    df = t.read_text().splitlines()
+    t.write_text("\n".join(df[:-1]) + "\n")                          # one unit missing: a run would append
+    code = profile_main(get_profiler("onnxruntime"), ["--device", "local-cpu", "--space", "tiny", "--img-size", "64",
+                                                      "--num-classes", "10", "--out", str(t), "--no-progress"])
+    assert code == 2
+
+
+# -- the calibration cannot produce nonsense -------------------------------------------------------------
+@pytest.mark.parametrize("table", sorted(TABLES_DIR.glob("*.csv")), ids=lambda p: p.name)
+def test_every_shipped_table_predicts_positive_latencies_above_its_floor(table):
+    pred = LatencyPredictor.from_table(table)
+    space = pred.space
+    codes = np.concatenate([space.encode([space.min_arch(), space.max_arch()]),
+                            space.sample_encoded(100_000, seed=0)])
+    y = pred.predict_many(codes)
+    raw = LatencyPredictor.from_table(table, calibrated=False).predict_many(codes)
+    assert np.isfinite(y).all() and (y > 0).all()
+    if pred.calibration is not None:
+        assert (y >= pred.calibration.floor(raw) * (1 - 1e-12)).all() and (pred.calibration.floor(raw) > 0).all()
+        assert y[0] < y[1]                                            # the smallest arch is faster than the largest
+
+
+def test_fit_on_noisy_tiny_networks_falls_back_and_stays_positive():
+    table = {u.key: float(v) for u, v in zip(space_units(TINY_SPACE, 64, 10),
+                                               np.random.default_rng(0).uniform(0.01, 0.3, 10_000))}
+    pred = LatencyPredictor(table, TINY_SPACE, 64, 10)
+    rng = np.random.default_rng(1)
+    archs = [TINY_SPACE.sample(i) for i in range(5)]
+    g = np.array([pred.group_sums(a)[0] for a in archs])
+    noisy = g.sum(1) * rng.uniform(0.4, 2.5, len(archs))             # measurements with +-150 % noise
+    cal = Calibration.fit(g, noisy)
+    assert cal.model in ("scale", "affine")                          # 5 networks: the per-kind model is not eligible
+    assert all(np.isfinite(v) for v in cal.report["loo_mape_pct"].values())
+    calibrated = LatencyPredictor(table, TINY_SPACE, 64, 10, calibration=cal)
+    codes = np.concatenate([TINY_SPACE.encode([TINY_SPACE.min_arch(), TINY_SPACE.max_arch()]),
+                            TINY_SPACE.sample_encoded(20_000, seed=2)])
+    y, s = calibrated.predict_many(codes), pred.predict_many(codes)
+    assert (y > 0).all() and (y >= cal.floor(s) * (1 - 1e-12)).all() and (y <= cal.band[1] * s * (1 + 1e-12)).all()
+
+
+def test_the_case_that_went_negative_cannot_any_more():
+    # an unconstrained a*sum + b*units + c fit on these points extrapolates below zero for small subnets
+    sums = np.array([2.0, 2.4, 3.1, 3.3, 4.0, 4.4])
+    units = np.array([9, 10, 14, 12, 18, 17])
+    y = np.array([1.60, 2.10, 2.30, 3.10, 3.00, 3.90])
+    X = np.stack([sums, units, np.ones_like(sums)], 1)
+    a, b, c = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert a * 0.3 + b * 9 + c < 0                                   # the old model's nonsense, reproduced
+    g = np.stack([sums * 0.6, sums * 0.3, sums * 0.1], 1)
+    cal = Calibration.fit(g, y)
+    small = np.array([0.18, 0.09, 0.03])
+    assert cal.apply(small) >= cal.floor(small.sum()) > 0
+
+
+def test_calibration_files_are_validated_on_load(tmp_path):
+    p = tmp_path / "x.calibration.json"
+    good = Calibration.fit([[1, 1, 1], [2, 1, 1], [3, 2, 1], [4, 2, 2]], [3.1, 4.2, 6.3, 8.1]).to_dict()
+    for bad, problem in [({**good, "coef": [float("nan")] * len(good["coef"])}, "non-negative"),
+                         ({**good, "coef": [-1.0] * len(good["coef"])}, "non-negative"),
+                         ({**good, "band": [0, 2]}, "band"),
+                         ({"model": "x", "coef": [1.0, 0, 0]}, "older calibration format")]:
+        p.write_text(json.dumps(bad))
+        with pytest.raises(CalibrationError, match=problem) as e:
+            load_calibration(p)
+        assert str(p) in str(e.value)
+    p.write_text("{not json")
+    with pytest.raises(CalibrationError, match="not valid JSON"):
+        load_calibration(p)
+
+
+# -- first use: this host's table, profiled and calibrated ----------------------------------------------
+@pytest.mark.slow
+def test_local_target_profiles_and_calibrates_itself_once(tmp_path, monkeypatch):
+    from nas.local_tables import ensure_local_table
+    from nas.tables import check_host
+    monkeypatch.setenv("EFFV2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EFFV2_TABLES", raising=False)
+    monkeypatch.setattr(Protocol, "__init__", _fast_init)
+    said = []
+    path = ensure_local_table("local-cpu", None, TINY_SPACE, 64, 10, calibrate_networks=5, progress=False,
+                              say=said.append)
+    assert path == host_tables_dir() / "local-cpu.onnxruntime.csv" and calibration_path(path).exists()
+    assert any("profiling it now" in s for s in said) and any("calibration on" in s for s in said)
+    pred = LatencyPredictor.from_table("local-cpu")
+    assert pred.calibration is not None and pred.space.name == "tiny"
+    assert check_host(path, pred.meta, probe=True, tolerance=0.5).ok    # this host (protocol too short for 20 %)
+    y = pred.predict_many(TINY_SPACE.sample_encoded(1000, seed=0))
+    assert (y > 0).all()
+    said.clear()
+    assert ensure_local_table("local-cpu", None, TINY_SPACE, 64, 10, progress=False, say=said.append,
+                              tolerance=0.5) == path
+    assert said == []                                                # complete and calibrated: nothing to do
+
+
+_real_init = Protocol.__init__
+
+
+def _fast_init(self, **kw):
+    _real_init(self, **{**FAST, **kw})
+
+
+@pytest.mark.slow
+def test_validate_quick_says_whether_the_table_holds(tiny_table, tmp_path):
+    from nas.calibrate import calibrate
+    from nas.validate import quick_check
+    t = _copy_table(tiny_table, tmp_path)
+    calibrate(str(t), n_random=5, out_dir=tmp_path / "cal", progress=False)
+    rep = quick_check(str(t), n=3, tolerance=0.5)
+    assert rep.probe is not None and rep.networks["n"] == 3 and rep.seconds > 0
+    assert "verdict" in rep.describe()
+    meta = read_meta(t)
+    meta["probe"]["p50_ms"] = {k: v * 3 for k, v in meta["probe"]["p50_ms"].items()}
+    write_meta(t, meta)
+    moved = quick_check(str(t), n=3)
+    assert not moved.holds and any("probe moved" in r for r in moved.reasons)
+    r = subprocess.run([sys.executable, "-m", "nas.validate", "--quick", "--target", str(t), "--no-progress"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "does NOT hold" in r.stdout
