@@ -12,15 +12,16 @@ picks it up.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from profilers.files import atomic_write_text
 from profilers.table import TableError
 
 from .calibration import Calibration, CalibrationError, calibration_path
+from .errors import command
 from .measure import make_profiler, measure_archs, network_cli
 from .predictor import LatencyPredictor, MissingLatencyError, resolve_table
 
@@ -46,10 +47,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
                          probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"), progress=progress)
     groups = np.array([pred.group_sums(a)[0] for a in archs])
     cal = Calibration.fit(groups, rows["p50_ms"].to_numpy(), archs=[a.to_dict() for a in archs])
-    cpath = calibration_path(path)
-    tmp = cpath.with_name(f"{cpath.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cal.to_dict(), indent=1))
-    os.replace(tmp, cpath)
+    atomic_write_text(calibration_path(path), json.dumps(cal.to_dict(), indent=1))
     return cal
 
 
@@ -64,6 +62,7 @@ def format_report(cal: Calibration) -> str:
     ])
 
 
+@command
 def main(argv=None) -> int:
     ap = network_cli("python -m nas.calibrate", __doc__, 8, "random subnets besides S0/S1/S2/L (default 8)",
                      0, "runs/calibrate")

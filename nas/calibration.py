@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import UserError
+
 __all__ = ["Calibration", "CalibrationError", "GROUPS", "KIND_GROUP", "MODELS", "calibration_path",
            "load_calibration"]
 
@@ -40,7 +42,7 @@ BAND_WIDEN = 1.5
 FORMAT = 2
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """A calibration file that is missing fields, of an older format, or holds impossible values."""
 
 
@@ -94,10 +96,29 @@ class Calibration:
     def apply(self, groups) -> np.ndarray | float:
         """Calibrated latency of one arch (a length-3 group-sum vector) or many (an ``(N, 3)`` array)."""
         g = np.asarray(groups, dtype=float)
-        s = g.sum(-1)
-        y = _design(self.model, g) @ np.asarray(self.coef, dtype=float)
-        y = np.clip(y, self.band[0] * s, self.band[1] * s)
-        return float(y[0]) if g.ndim == 1 else y
+        if g.ndim == 1:
+            return self.apply_one(g)
+        s = g.sum(1)
+        c = self.coef
+        if self.model == "per_kind":
+            y = g @ np.asarray(c[:3]) + c[3]
+        elif self.model == "affine":
+            y = c[0] * s + c[1]
+        else:
+            y = c[0] * s
+        return np.clip(y, self.band[0] * s, self.band[1] * s, out=y)
+
+    def apply_one(self, groups) -> float:
+        """:meth:`apply` for one arch, without numpy overhead (the scalar prediction path)."""
+        f, a, o = (float(x) for x in groups)
+        s, c = f + a + o, self.coef
+        if self.model == "per_kind":
+            y = c[0] * f + c[1] * a + c[2] * o + c[3]
+        elif self.model == "affine":
+            y = c[0] * s + c[1]
+        else:
+            y = c[0] * s
+        return min(max(y, self.band[0] * s), self.band[1] * s)
 
     def floor(self, block_sum):
         """The lowest latency this calibration can predict for an arch whose units sum to ``block_sum``."""

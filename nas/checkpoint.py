@@ -7,10 +7,50 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .space import SearchSpace, get_space
 from .supernet import SlimmableSupernet
 
-__all__ = ["atomic_save", "checkpoint_file", "load_checkpoint", "load_supernet", "supernet_meta"]
+__all__ = ["atomic_save", "checkpoint_file", "load_checkpoint", "load_supernet", "supernet_meta", "safe_load",
+           "CheckpointError"]
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be used: missing, not a checkpoint, or holding objects other than tensors
+    and plain data (refused before anything in it runs)."""
+
+
+def _numpy_globals() -> list:
+    """The numpy constructors an RNG state in a checkpoint needs: they build arrays and nothing else."""
+    import numpy as np
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:                                   # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    dtypes = [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64, np.float32, np.bool_)]
+    return [_reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
+def safe_load(path: str | Path, what: str = "checkpoint") -> dict:
+    """``torch.load`` with ``weights_only=True``: tensors, plain containers and numbers only (plus numpy
+    arrays for RNG states). A file whose pickle would construct anything else, such as a call to
+    ``os.system``, is refused with :class:`CheckpointError` before any of it runs."""
+    import pickle
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {what} at {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a {what} this tool can load safely: it holds objects other than "
+                              f"tensors and plain data, which are never executed ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a {what}: expected a dict, found {type(obj).__name__}")
+    return obj
 
 
 def atomic_save(obj, path: str | Path) -> Path:
@@ -48,7 +88,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = checkpoint_file(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return safe_load(path, "supernet checkpoint")
 
 
 def load_supernet(path: str | Path) -> tuple[SlimmableSupernet, dict]:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .errors import UserError
 
 __all__ = ["ImageSet", "DatasetMissing", "load_dataset", "to_input", "ShardedOrder", "batches",
            "DATASETS", "REPO_SUBSET", "FMNIST_INSTALL", "MNIST_INSTALL"]
@@ -39,7 +42,7 @@ IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".
 MEAN, STD = 0.5, 0.5
 
 
-class DatasetMissing(FileNotFoundError):
+class DatasetMissing(UserError, FileNotFoundError):
     """A dataset's files are not on this machine (the message names the command that installs them)."""
 
 
@@ -143,20 +146,42 @@ def _read_folder(class_dirs: list[Path], img_size: int | None):
              for f in sorted(c.rglob("*")) if f.suffix.lower() in IMG_EXT]
     if not files:
         raise DatasetMissing(f"no images ({', '.join(sorted(IMG_EXT))}) under {class_dirs[0].parent}")
+    skipped: list[tuple[Path, str]] = []
+
+    def load(f: Path, mode: str | None):
+        try:
+            with Image.open(f) as im:
+                if mode is None:
+                    return im.mode
+                im = im.convert(mode)
+                if img_size:
+                    im = im.resize((img_size, img_size), Image.BILINEAR)
+                return np.asarray(im, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as e:      # truncated, corrupt, not an image
+            skipped.append((f, f"{type(e).__name__}: {e}"))
+            return None
+
+    good = []
     for f, i in files:          # grey if every image is grey, RGB otherwise
-        with Image.open(f) as im:
-            if im.mode not in ("L", "1", "I;16", "I"):
-                mode = "RGB"
-                break
+        m = load(f, None)
+        if m is None:
+            continue
+        good.append((f, i))
+        if m not in ("L", "1", "I;16", "I"):
+            mode = "RGB"
     mode = mode or "L"
-    for f, i in files:
-        with Image.open(f) as im:
-            im = im.convert(mode)
-            if img_size:
-                im = im.resize((img_size, img_size), Image.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
+    for f, i in good:
+        a = load(f, mode)
+        if a is None:
+            continue
         xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
         ys.append(i)
+    if skipped:
+        f, why = skipped[0]
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) under {class_dirs[0].parent}, e.g. {f} ({why})")
+    if not xs:
+        raise DatasetMissing(f"no readable images under {class_dirs[0].parent} ({len(skipped)} unreadable, e.g. "
+                             f"{skipped[0][0]}: {skipped[0][1]})")
     shapes = {x.shape for x in xs}
     if len(shapes) > 1:
         raise ValueError(f"images under {class_dirs[0].parent} have different sizes {sorted(shapes)[:3]}...; "

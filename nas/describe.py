@@ -16,10 +16,12 @@ import torch
 from models import EfficientFormerV2
 
 from .blocks import space_units
+from .errors import command
 from .metrics import MES, count_macs, count_params
 from .space import Arch, ArchError, get_space
 
 
+@command
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nas.describe", description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group()

@@ -22,6 +22,7 @@ import torch
 
 from models.efficientformer_v2 import EfficientFormerV2
 from profilers.base import ProfilerUnavailable
+from .checkpoint import safe_load
 from .evaluate import recalibrate_bn
 from .space import Arch
 from .supernet import SlimmableSupernet
@@ -55,7 +56,7 @@ def save_pytorch(model: EfficientFormerV2, arch: Arch, path: str | Path, **meta)
 
 def load_exported(path: str | Path) -> EfficientFormerV2:
     """The model written by :func:`export_subnet` (``model.pt``), rebuilt from its arch and weights."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = safe_load(path, "exported model")
     arch = Arch.from_dict(ck["arch"])
     net = EfficientFormerV2(arch.net_config(ck["num_classes"], ck.get("distillation", True)), img_size=ck["img_size"])
     net.load_state_dict(ck["state_dict"])

@@ -56,7 +56,7 @@ def make_profiler(device: str, runtime: str | None = None, threads: int | None =
 def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size: int = 224,
                   num_classes: int = 1000, desc: str = "measuring networks",
                   probe_reference: dict | None = None, progress: bool = True,
-                  batch_size: int = 8) -> pd.DataFrame:
+                  batch_size: int = 4) -> pd.DataFrame:
     """Measure every arch end to end (resuming from ``out_csv``); returns the rows for ``archs``.
 
     Networks are measured in interleaved batches with the probe units (:mod:`profilers.batch`). With

@@ -23,6 +23,7 @@ import numpy as np
 
 from .blocks import BlockSpec, arch_units
 from .calibration import Calibration, calibration_path, load_calibration
+from .errors import UserError
 from .metrics import MES, count_macs, count_params
 from .space import DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
 from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE, BlockConfig,
@@ -31,7 +32,7 @@ from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE,
 __all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path", "resolve_table"]
 
 
-class MissingLatencyError(KeyError):
+class MissingLatencyError(UserError, KeyError):
     """The table has no entry for some units of the architecture(s)."""
 
     def __init__(self, keys: Iterable[str], hint: str):
@@ -129,10 +130,14 @@ class LatencyPredictor:
         :class:`nas.tables.ForeignTableError` naming the command that profiles this host, unless
         ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
         """
-        from profilers.table import read_table
+        from profilers.table import TableError, meta_path, read_table
         from .tables import verify_host
         path = resolve_table(path_or_device, runtime, root)
         df, meta = read_table(path)
+        if not meta_path(path).exists():
+            raise TableError(f"latency table {path} has no metadata file {meta_path(path).name} beside it: without "
+                             f"it nothing says which device, runtime, space and resolution its latencies are for. "
+                             f"Restore it, or measure the table again with python -m profilers.<runtime>")
         if verify != "none":
             verify_host(path, meta, probe=(verify == "probe"), allow_foreign=allow_foreign)
         space = space or meta.get("space_def") or meta.get("space", DEFAULT_SPACE.name)
@@ -192,39 +197,54 @@ class LatencyPredictor:
                       for s in range(NUM_STAGES)]
         self._ffn = [np.array([[val(("ffn", s, i, ir)) for ir in range(len(ratios))] for i in range(len(W[s]))])
                      for s in range(NUM_STAGES)]
-        # dict views for the scalar path
+        # list and dict views for the scalar path (Python lists index faster than numpy scalars)
+        self._lists = (self._stem.tolist(), self._head.tolist(),
+                       [None] + [d.tolist() for d in self._down[1:]],
+                       [a.tolist() if a is not None else None for a in self._attn], [f.tolist() for f in self._ffn])
         self._widx = [{w: i for i, w in enumerate(ws)} for ws in W]
         self._ridx = {r: i for i, r in enumerate(ratios)}
 
     # -- prediction -----------------------------------------------------------------------------
     def group_sums(self, arch) -> tuple[np.ndarray, int]:
-        """(per-group sums of unit latencies in ms, ``GROUPS`` order: ffn, attn, other; number of units)."""
+        """(per-group sums of unit latencies in ms, ``GROUPS`` order: ffn, attn, other; number of units).
+        An architecture outside the space is an :class:`nas.space.ArchError`, never priced."""
         arch = _as_arch(arch)
+        sp, (stem, head, down, attn_l, ffn_l) = self.space, self._lists
         try:
+            if len(arch.blocks) != NUM_STAGES or len(arch.widths) != NUM_STAGES:
+                raise ValueError
             wi = [self._widx[s][w] for s, w in enumerate(arch.widths)]
             ri = self._ridx
-            other = self._stem[wi[0]] + self._head[wi[3]]
+            other = stem[wi[0]] + head[wi[3]]
             units = 2
             for s in range(1, NUM_STAGES):
-                other += self._down[s][wi[s - 1], wi[s]]
+                other += down[s][wi[s - 1]][wi[s]]
                 units += 1
             f_sum = a_sum = 0.0
             for s, stage in enumerate(arch.blocks):
-                ffn, attn, w = self._ffn[s], self._attn[s], wi[s]
+                if len(stage) != sp.max_depths[s]:
+                    raise ValueError
+                ffn, attn, w, kept = ffn_l[s], attn_l[s], wi[s], 0
                 for b in stage:
-                    if b.keep:
-                        f_sum += ffn[w, ri[b.ratio]]
-                        units += 1
-                        if b.attn:
+                    r = ri[b.ratio]                  # every slot's ratio must be a choice, kept or not
+                    if b.attn:
+                        if attn is None:
+                            raise ValueError
+                        if b.keep:
                             a_sum += attn[w]
                             units += 1
-        except (KeyError, IndexError, TypeError):
-            self.space.validate(arch)
+                    if b.keep:
+                        f_sum += ffn[w][r]
+                        kept += 1
+                units += kept
+                if kept < sp.min_depths[s]:
+                    raise ValueError
+        except (KeyError, IndexError, TypeError, ValueError):
+            sp.validate(arch)                        # names every problem
             raise
-        g = np.array([f_sum, a_sum, other], dtype=float)
-        if np.isnan(g).any():                        # some unit is missing
+        if f_sum != f_sum or a_sum != a_sum or other != other:      # NaN: some unit is missing
             self._raise_missing([arch])
-        return g, units
+        return np.array([f_sum, a_sum, other]), units
 
     def block_sum(self, arch) -> tuple[float, int]:
         """(sum of unit latencies in ms, number of units) of one architecture."""
@@ -234,7 +254,7 @@ class LatencyPredictor:
     def predict(self, arch) -> float:
         """Predicted latency in ms of one architecture (an :class:`Arch`, its dict, or JSON text)."""
         g, _ = self.group_sums(arch)
-        return float(self.calibration.apply(g)) if self.calibration else float(g.sum())
+        return self.calibration.apply_one(g) if self.calibration else float(g.sum())
 
     def predict_many(self, archs) -> np.ndarray:
         """Vectorised :meth:`predict`: a list of archs, or an integer matrix from ``space.encode`` /
@@ -252,9 +272,8 @@ class LatencyPredictor:
         return self.calibration.apply(g) if self.calibration else s
 
     def _group_sums_encoded(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if codes.ndim != 2 or codes.shape[1] != self.space.encoding_width:
-            raise ValueError(f"encoded archs must have shape (N, {self.space.encoding_width}) "
-                             f"for space {self.space.name!r}, got {codes.shape}")
+        self.space.check_codes(codes, depths=False)          # depths are checked below, from the counts
+        few = np.zeros(len(codes), dtype=bool)
         w = codes[:, :NUM_STAGES]
         groups = np.zeros((len(codes), 3))
         other = self._stem[w[:, 0]] + self._head[w[:, 3]]
@@ -273,12 +292,16 @@ class LatencyPredictor:
             cnt = np.stack([((ratio == k) & keep).sum(1) for k in range(nr)], 1)
             rows = self._ffn[s][w[:, s]]
             groups[:, 0] += np.where(cnt > 0, rows * cnt, 0.0).sum(1)
-            units += cnt.sum(1)
+            kept = cnt.sum(1)
+            few |= kept < self.space.min_depths[s]
+            units += kept
             if self._attn[s] is not None:
                 n_attn = (attn_all[:, c:c + d] & keep).sum(1)
                 groups[:, 1] += np.where(n_attn > 0, n_attn * self._attn[s][w[:, s]], 0.0)
                 units += n_attn
             c += d
+        if few.any():
+            self.space.raise_bad_rows(few)
         return groups, units
 
     def _raise_missing(self, archs):

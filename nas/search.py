@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
+import logging
 import os
 import sys
 import time
@@ -34,11 +36,19 @@ import torch.distributed as dist
 
 from .checkpoint import checkpoint_file, load_supernet
 from .distributed import init_distributed
+from .errors import UserError, command
 from .space import Arch
 from .strategies import (PAPER_ACTIONS, Evaluation, Objective, Step, best_under, nsga2_search,
                          paper_search, random_search, within_budget)
 
 __all__ = ["main", "run_search", "DistributedAccuracy", "EvaluationCache"]
+
+log = logging.getLogger(__name__)
+
+
+class SearchError(UserError):
+    """A search that cannot start: no supernet, a table for another space, no budget, a busy folder."""
+
 
 DEFAULT_SUPERNET = "runs/supernet"
 STRATEGIES = ("paper", "nsga2", "random")
@@ -98,6 +108,16 @@ class DistributedAccuracy:
 
 
 # -- the accuracy cache that makes a search resumable -------------------------------------------------
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's content: a retrained supernet at the same path, even of the same size, is
+    another supernet, and its accuracies are not the old ones."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class EvaluationCache:
     """Append-only CSV (``arch``, ``accuracy``) of accuracy evaluations made under one set of evaluation
     settings; the file name carries a hash of those settings, so changing any of them starts a new cache."""
@@ -108,11 +128,34 @@ class EvaluationCache:
         self.settings = settings
         self.known: dict[str, float] = {}
         if self.path.exists():
-            df = pd.read_csv(self.path)
-            self.known = {Arch.from_json(a).to_json(): float(v) for a, v in zip(df["arch"], df["accuracy"])}
+            self.known = self._read()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.with_suffix(".json").write_text(json.dumps(settings, indent=1))
+
+    def _read(self) -> dict[str, float]:
+        """The cached evaluations; an incomplete last line (a run killed while writing it) is cut off the
+        file, so the next append starts on a line of its own."""
+        text = self.path.read_text()
+        if text and not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
+            log.warning("%s: dropping an incomplete last line (a run killed while writing it)", self.path)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+        known = {}
+        for i, row in enumerate(csv.reader(io.StringIO(text))):
+            if i == 0 or not row:
+                continue
+            try:
+                acc = float(row[1])
+                if len(row) != 2 or not 0.0 <= acc <= 1.0:
+                    raise ValueError
+                known[Arch.from_json(row[0]).to_json()] = acc
+            except (ValueError, IndexError):
+                raise SearchError(f"{self.path}, line {i + 1}: not an (arch, accuracy) row; delete the file "
+                                 f"to evaluate again") from None
+        return known
 
     def add(self, arch: Arch, accuracy: float) -> None:
         new = not self.path.exists()
@@ -256,15 +299,16 @@ def _ensure_supernet(path: str) -> None:
     if checkpoint_file(path).exists():
         return
     if Path(path) != Path(DEFAULT_SUPERNET):
-        raise SystemExit(f"error: no supernet checkpoint at {path}. Train one with: "
+        raise SearchError(f"no supernet checkpoint at {path}. Train one with: "
                          f"python -m nas.train_supernet --out {path}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit(f"error: no supernet at {path}. Train it first, e.g. torchrun --nproc_per_node N "
+        raise SearchError(f"no supernet at {path}. Train it first, e.g. torchrun --nproc_per_node N "
                          f"-m nas.train_supernet --out {path}, then rerun the search")
     print(f"No trained supernet at {path}: training the default one first (python -m nas.train_supernet; "
           f"about half an hour on one CPU core). Interrupt and rerun at any time: it resumes.", flush=True)
     from . import train_supernet
-    train_supernet.main(["--out", path, "--resume"])
+    if train_supernet.main(["--out", path, "--resume"]) not in (0, None):
+        raise SearchError(f"training the default supernet into {path} failed (see above)")
 
 
 def _supernet_space(path: str):
@@ -273,7 +317,7 @@ def _supernet_space(path: str):
     ck = checkpoint_file(path)
     if not ck.exists():
         if Path(path) != Path(DEFAULT_SUPERNET):
-            raise SystemExit(f"error: no supernet checkpoint at {path}. Train one with: "
+            raise SearchError(f"no supernet checkpoint at {path}. Train one with: "
                              f"python -m nas.train_supernet --out {path}")
         return DEFAULT_SPACE
     _, meta = load_supernet(path)
@@ -305,16 +349,13 @@ def _prepare_table(args: argparse.Namespace, say) -> Path:
 def run_search(args: argparse.Namespace) -> dict | None:
     from .evaluate import SubnetEvaluator
     from .predictor import LatencyPredictor
-    from .calibration import CalibrationError
-    from profilers.base import ProfilerUnavailable
-    from profilers.table import TableError
 
     say0 = (lambda *a: print(*a, flush=True)) if int(os.environ.get("RANK", "0")) == 0 else (lambda *a: None)
     try:                                    # before any training: a missing table is the first thing to say
         table = _prepare_table(args, say0)
         pred = LatencyPredictor.from_table(table, allow_foreign=args.allow_foreign_table or None)
-    except (TableError, CalibrationError, ProfilerUnavailable, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except FileNotFoundError as e:
+        raise SearchError(str(e)) from None
     _ensure_supernet(args.supernet)
     rank, world, device = init_distributed()
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
@@ -322,13 +363,13 @@ def run_search(args: argparse.Namespace) -> dict | None:
     net, meta = load_supernet(args.supernet)
     space = net.space
     if space.to_dict() != pred.space.to_dict():
-        raise SystemExit(f"error: the supernet searches space {space.name!r} but the table {table} was measured "
+        raise SearchError(f"the supernet searches space {space.name!r} but the table {table} was measured "
                          f"for {pred.space.name!r}; profile the supernet's space with "
                          f"python -m profilers.{pred.meta.get('runtime', '<runtime>')} --device "
                          f"{pred.meta.get('device', args.target)} --space {space.name}")
     missing = pred.missing_keys()
     if missing:
-        raise SystemExit(f"error: the table {table} lacks {len(missing)} units of space {space.name!r} "
+        raise SearchError(f"the table {table} lacks {len(missing)} units of space {space.name!r} "
                          f"(e.g. {missing[0]}); fill them with: {pred._hint()}")
     net.to(device)
     evaluator = SubnetEvaluator.from_dataset(net, meta.get("dataset", "fashion-mnist"), heldout=args.heldout,
@@ -356,21 +397,29 @@ def run_search(args: argparse.Namespace) -> dict | None:
 
 
 def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, say) -> dict:
-    space = net.space
+    from profilers.files import Busy, exclusive
     dev, rt = pred.meta.get("device", args.target), pred.meta.get("runtime", args.runtime)
     out = Path(args.out_dir or f"runs/search/{dev}.{rt}")
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(out, "search results in"):         # one search per output folder
+            return _search_in(args, pred, table, net, meta, evaluator, final, pool, world, say, out, dev, rt)
+    except Busy as e:
+        raise SearchError(f"{e} (--out-dir)") from None
+
+
+def _search_in(args, pred, table, net, meta, evaluator, final, pool, world, say, out, dev, rt) -> dict:
+    space = net.space
     s0 = space.canonical("s0") if space.fits("s0") else None
     budgets = {"params_m": args.params_budget, "latency_ms": args.latency_budget}
     if budgets["params_m"] is None and budgets["latency_ms"] is None:
         if s0 is None:
-            raise SystemExit("error: give --params-budget or --latency-budget (S0 is not in this space)")
+            raise SearchError("give --params-budget or --latency-budget (S0 is not in this space)")
         budgets["latency_ms"] = round(float(pred.predict(s0)), 4)
     pb = budgets["params_m"] * 1e6 if budgets["params_m"] else None
     lb = budgets["latency_ms"]
     ck_file = checkpoint_file(args.supernet)
-    settings = {"supernet": str(ck_file.resolve()), "supernet_step": meta.get("step"),
-                "supernet_bytes": ck_file.stat().st_size, "dataset": meta.get("dataset"),
+    settings = {"supernet_sha256": file_digest(ck_file), "supernet_step": meta.get("step"), "dataset": meta.get("dataset"),
                 "heldout": evaluator.num_heldout, "calib_batches": args.calib_batches,
                 "batch_size": args.batch_size, "seed": args.seed}
     cache = EvaluationCache(out, settings)
@@ -535,6 +584,7 @@ def _measure_picks(args, pred, dev, rt, out, results, reference, summary, say) -
             f"{ev.latency_ms:8.3f} ms   ({(ev.latency_ms - ms) / ms * 100:+.1f} %)")
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

@@ -12,6 +12,7 @@ points of :data:`DEFAULT_SPACE` (:meth:`SearchSpace.canonical`).
 from __future__ import annotations
 
 import json
+import numbers
 import random
 from math import comb
 from dataclasses import dataclass
@@ -23,12 +24,20 @@ if TYPE_CHECKING:
 
 from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig, NetConfig
 
+from .errors import UserError
+
 __all__ = ["BlockChoice", "Arch", "SearchSpace", "ArchError", "DEFAULT_SPACE", "TINY_SPACE", "get_space"]
 
 NUM_STAGES = 4
 
 
-class ArchError(ValueError):
+def np_bool():
+    """numpy's bool type (an architecture read back from an array may hold it)."""
+    import numpy as np
+    return np.bool_
+
+
+class ArchError(UserError, ValueError):
     """An architecture that is not a point of the search space (the message lists every problem)."""
 
 
@@ -62,16 +71,41 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Arch":
+        """Strict: exactly the keys ``widths`` and ``blocks``; widths are integers; every block is an object
+        with ``ratio`` (a number) and optional ``keep`` / ``attn`` (JSON booleans: ``"false"`` is refused,
+        not read as true); unknown or misspelled keys are errors, never ignored."""
         if not isinstance(d, dict) or "widths" not in d or "blocks" not in d:
             raise ArchError('an architecture is a JSON object with keys "widths" and "blocks"')
-        try:
-            blocks = tuple(tuple(BlockChoice(keep=bool(b.get("keep", True)), ratio=b["ratio"],
-                                             attn=bool(b.get("attn", False))) for b in stage)
-                           for stage in d["blocks"])
-            return cls(tuple(int(w) for w in d["widths"]), blocks)
-        except (KeyError, TypeError, AttributeError) as e:
-            raise ArchError(f"malformed architecture ({e!r}): every block needs at least a "
-                            f'"ratio"; "keep" and "attn" default to true and false') from None
+        extra = sorted(set(d) - {"widths", "blocks"})
+        if extra:
+            raise ArchError(f"unknown architecture key(s) {extra}; an architecture has only \"widths\" and \"blocks\"")
+        widths, stages = d["widths"], d["blocks"]
+        if not isinstance(widths, (list, tuple)) or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool)
+                                                            for w in widths):
+            raise ArchError(f'"widths" must be a list of integers, got {widths!r}')
+        if not isinstance(stages, (list, tuple)) or not all(isinstance(st, (list, tuple)) for st in stages):
+            raise ArchError('"blocks" must be a list (one per stage) of lists of block objects')
+        blocks = []
+        for si, stage in enumerate(stages):
+            row = []
+            for bi, b in enumerate(stage):
+                where = f"stage {si + 1} block {bi}"
+                if not isinstance(b, dict):
+                    raise ArchError(f"{where}: a block is an object with \"ratio\", \"keep\" and \"attn\", got {b!r}")
+                bad = sorted(set(b) - {"keep", "ratio", "attn"})
+                if bad:
+                    raise ArchError(f"{where}: unknown key(s) {bad}; a block has \"keep\", \"ratio\" and \"attn\"")
+                if "ratio" not in b:
+                    raise ArchError(f'{where}: "ratio" is missing ("keep" and "attn" default to true and false)')
+                ratio = b["ratio"]
+                if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or ratio != ratio:
+                    raise ArchError(f'{where}: "ratio" must be a number, got {ratio!r}')
+                for k in ("keep", "attn"):
+                    if k in b and not isinstance(b[k], (bool, np_bool())):
+                        raise ArchError(f"{where}: {k!r} must be true or false, got {b[k]!r}")
+                row.append(BlockChoice(keep=bool(b.get("keep", True)), ratio=ratio, attn=bool(b.get("attn", False))))
+            blocks.append(tuple(row))
+        return cls(tuple(int(w) for w in widths), tuple(blocks))
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "Arch":
@@ -277,6 +311,48 @@ class SearchSpace:
                 self.validate(a)
                 raise
         return out
+
+    def code_bounds(self) -> "np.ndarray":
+        """Per column of the encoding, one more than the largest valid code (0 where only 0 is valid:
+        attention outside the attention stages)."""
+        import numpy as np
+        hi = [len(w) for w in self.widths]
+        slot_stage = [s for s, d in enumerate(self.max_depths) for _ in range(d)]
+        hi += [2] * self.num_slots + [len(self.ratios)] * self.num_slots
+        hi += [2 if s in self.attn_stages else 1 for s in slot_stage]
+        return np.array(hi)
+
+    def check_codes(self, codes, depths: bool = True) -> None:
+        """ArchError naming the first row of an encoded matrix that is not an architecture of this space
+        (a code out of range, attention outside the attention stages, and with ``depths`` too few blocks
+        kept). Per-column bounds first; rows are only looked at when one fails."""
+        import numpy as np
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.encoding_width:
+            raise ValueError(f"encoded archs must have shape (N, {self.encoding_width}) for space {self.name!r}, "
+                             f"got {codes.shape}")
+        if not len(codes):
+            return
+        hi = self.code_bounds()
+        bad = None
+        if int(codes.min()) < 0 or (codes.max(0) >= hi).any():
+            bad = ((codes < 0) | (codes >= hi)).any(1)
+        if depths:
+            keep, c = codes[:, NUM_STAGES:NUM_STAGES + self.num_slots], 0
+            for s, d in enumerate(self.max_depths):
+                few = np.add.reduce(keep[:, c:c + d], axis=1, dtype=np.int16) < self.min_depths[s]
+                if few.any():
+                    bad = few if bad is None else bad | few
+                c += d
+        if bad is not None:
+            self.raise_bad_rows(bad)
+
+    def raise_bad_rows(self, bad) -> None:
+        import numpy as np
+        i = int(np.flatnonzero(bad)[0])
+        raise ArchError(f"encoded row {i} (of {int(np.sum(bad))} bad rows) is not an architecture of space "
+                        f"{self.name!r}: a code is out of range, attention is outside stages "
+                        f"{[x + 1 for x in self.attn_stages]}, or too few blocks are kept")
 
     def decode(self, codes) -> list[Arch]:
         """Inverse of :meth:`encode`."""

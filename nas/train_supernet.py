@@ -31,9 +31,11 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .argtypes import nonnegative_int, positive_float, positive_int
 from .checkpoint import atomic_save, load_checkpoint, supernet_meta
 from .distributed import init_distributed
 from .data import ShardedOrder, batches, load_dataset, to_input
+from .errors import UserError, command
 from .evaluate import accuracy, recalibrate_bn
 from .space import Arch, SearchSpace, get_space
 from .supernet import SlimmableSupernet
@@ -51,26 +53,28 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--space", default="efficientformerv2", help="search space name (efficientformerv2, tiny) or JSON")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, mnist, or an ImageFolder-style folder")
-    p.add_argument("--img-size", type=int, default=64, help="input resolution (a multiple of 32)")
-    p.add_argument("--steps", type=int, default=400, help="total optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32, help="images per step and process")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    p.add_argument("--img-size", type=positive_int, default=64, help="input resolution (a multiple of 32)")
+    p.add_argument("--steps", type=positive_int, default=400, help="total optimizer steps")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per step and process")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="peak AdamW learning rate")
     p.add_argument("--min-lr", type=float, default=1e-5)
     p.add_argument("--weight-decay", type=float, default=0.025)
-    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 5%% of --steps)")
-    p.add_argument("--num-random", type=int, default=2, help="random subnets per step besides max and min")
+    p.add_argument("--warmup", type=nonnegative_int, default=None, help="warm-up steps (default: 5%% of --steps)")
+    p.add_argument("--num-random", type=nonnegative_int, default=2, help="random subnets per step besides max and min")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="for the largest subnet's CE loss")
     p.add_argument("--clip-grad", type=float, default=2.0, help="gradient-norm clip (0: off)")
     p.add_argument("--shift", type=int, default=2, help="random translation in native pixels (0: off)")
     p.add_argument("--out", default="runs/supernet", help="checkpoint / metrics folder")
-    p.add_argument("--ckpt-every", type=int, default=50, help="steps between checkpoints")
-    p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations (0: only at the end)")
-    p.add_argument("--eval-size", type=int, default=1000, help="held-out (test split) images per evaluation")
-    p.add_argument("--calib-batches", type=int, default=4, help="training batches for BN recalibration")
+    p.add_argument("--ckpt-every", type=positive_int, default=50, help="steps between checkpoints")
+    p.add_argument("--eval-every", type=nonnegative_int, default=100, help="steps between evaluations (0: only at the end)")
+    p.add_argument("--eval-size", type=positive_int, default=1000, help="held-out (test split) images per evaluation")
+    p.add_argument("--calib-batches", type=positive_int, default=4, help="training batches for BN recalibration")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUT that already holds a run (its checkpoint and metrics are replaced)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
-    p.add_argument("--train-subset", type=int, default=None, help="train on a fixed random N-image subset")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads per process")
+    p.add_argument("--train-subset", type=positive_int, default=None, help="train on a fixed random N-image subset")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--no-plot", action="store_true", help="skip curves.png")
     p.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop as if killed
@@ -210,11 +214,14 @@ def train(args: argparse.Namespace) -> dict:
     run_args = {**vars(args), "world_size": world}
 
     start, elapsed = 0, 0.0
+    if ckpt_path.exists() and not (args.resume or args.overwrite):
+        raise UserError(f"{out} already holds a run ({ckpt_path}); continue it with --resume, or replace "
+                         f"it with --overwrite (or pick another --out)")
     if args.resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         bad = {k: (ck["args"].get(k), run_args.get(k)) for k in RESUME_KEYS if ck["args"].get(k) != run_args.get(k)}
         if bad:
-            raise SystemExit(f"--resume: {ckpt_path} was written with different settings {bad} (checkpoint, now)")
+            raise UserError(f"--resume: {ckpt_path} was written with different settings {bad} (checkpoint, now)")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -343,14 +350,16 @@ def train(args: argparse.Namespace) -> dict:
     return summary
 
 
-def main(argv=None):
+@command
+def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         train(args)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

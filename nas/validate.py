@@ -28,6 +28,7 @@ from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
 from profilers.table import TableError
 
 from .calibration import CalibrationError
+from .errors import command
 from .measure import fidelity, make_profiler, measure_archs, network_cli
 from .predictor import LatencyPredictor, MissingLatencyError, resolve_table
 from .tables import check_host, profile_command
@@ -207,6 +208,7 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv=None) -> int:
     ap = network_cli("python -m nas.validate", __doc__, 100, "random subnets to measure (default 100)",
                      VALIDATION_SEED, "runs/validate")

@@ -93,6 +93,11 @@ class AdbBenchmark:
                                       f"{(p.stderr or p.stdout).strip()[-800:]}")
         return p.stdout + p.stderr
 
+    def _shell(self, *argv: str, check: bool = True) -> str:
+        """Run ``argv`` in the phone's shell, every argument quoted: ``adb shell`` joins its arguments into
+        one command line for the phone's shell, so an unquoted path could run anything."""
+        return self._run("shell", " ".join(shlex.quote(str(a)) for a in argv), check=check)
+
     def attached(self) -> list[str]:
         """Serials of the attached devices in state ``device``."""
         out = subprocess.run([self.adb, "devices"], capture_output=True, text=True, timeout=60).stdout
@@ -121,7 +126,7 @@ class AdbBenchmark:
                 raise ProfilerUnavailable(f"benchmark_model binary {self.local_bm} does not exist")
             self.remote_bm = self.remote_bm or "/data/local/tmp/benchmark_model"
             self._run("push", str(self.local_bm), self.remote_bm)
-            self._run("shell", "chmod", "+x", self.remote_bm)
+            self._shell("chmod", "+x", self.remote_bm)
         if not self.remote_bm:
             raise ProfilerUnavailable("no benchmark_model binary path given: pass --benchmark-model PATH (the "
                                       "android_aarch64 LiteRT benchmark_model; it is pushed for you)")
@@ -130,7 +135,7 @@ class AdbBenchmark:
             raise ProfilerUnavailable(f"benchmark_model not found on the device at {self.remote_bm}; pass "
                                       f"--benchmark-model PATH to a local android_aarch64 build (it is pushed "
                                       f"there), or adb push it yourself")
-        self._run("shell", "mkdir", "-p", self.workdir)
+        self._shell("mkdir", "-p", self.workdir)
         self._ready = True
 
     # -- measuring ------------------------------------------------------------------------------
@@ -152,7 +157,7 @@ class AdbBenchmark:
                 parsed.append(parse_benchmark_model(self._run("shell", self.command(remote, threads, warmup,
                                                                                      runs, flags))))
         finally:
-            self._run("shell", "rm", "-f", remote, check=False)
+            self._shell("rm", "-f", remote, check=False)
         return round_stats(parsed), parsed
 
 

@@ -21,8 +21,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from nas.argtypes import positive_int
+from nas.errors import UserError
+
 from .batch import DEFAULT_BATCH, measure_modules
 from .devices import Device, DeviceError, format_devices, get_device
+from .files import Busy, exclusive
 from .host import differences, fingerprint, pinned
 from .probe import DEFAULT_TOLERANCE, Probe, check_probe
 from .stats import LatencyStats, Protocol
@@ -37,7 +41,7 @@ TOOL = "effv2-nas profilers"
 TOOL_VERSION = "0.1.0"
 
 
-class ProfilerUnavailable(RuntimeError):
+class ProfilerUnavailable(UserError, RuntimeError):
     """A runtime, tool or device that this profiler needs is missing (the message says what to install
     or connect)."""
 
@@ -232,6 +236,14 @@ def run_table(profiler: Profiler, specs: Sequence, out: str | Path, *, space_nam
     (already present), ``seconds`` (wall time of this run), ``path``, ``drift`` (the probe factor range).
     """
     out = Path(out)
+    with exclusive(out, "latency table"):                 # one writer per table
+        return _run_table(profiler, specs, out, space_name=space_name, img_size=img_size, num_classes=num_classes,
+                          limit=limit, progress=progress, shard=shard, probe_specs=probe_specs, space=space,
+                          tolerance=tolerance, batch_size=batch_size)
+
+
+def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, img_size, num_classes, limit,
+               progress, shard, probe_specs, space, tolerance, batch_size) -> dict:
     meta_new = profiler.table_meta(space_name, img_size, num_classes)
     check_compatible(out, meta_new)
     have = existing_keys(out)
@@ -333,9 +345,9 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
     ap.add_argument("--device", help="device name from profilers/devices.json (see --list-devices)")
     ap.add_argument("--list-devices", action="store_true", help="print the device registry and exit")
     ap.add_argument("--space", default="efficientformerv2", help="search space name or JSON file (default: %(default)s)")
-    ap.add_argument("--img-size", type=int, default=224, help="input resolution (default: %(default)s)")
-    ap.add_argument("--num-classes", type=int, default=1000, help="classes of the head (default: %(default)s)")
-    ap.add_argument("--threads", type=int, default=None, help="override the device's thread count")
+    ap.add_argument("--img-size", type=positive_int, default=224, help="input resolution (default: %(default)s)")
+    ap.add_argument("--num-classes", type=positive_int, default=1000, help="classes of the head (default: %(default)s)")
+    ap.add_argument("--threads", type=positive_int, default=None, help="override the device's thread count")
     ap.add_argument("--cpus", default=None,
                     help="comma-separated CPU cores to pin this process to (default: the device's 'cpus'; "
                          "'none' to not pin)")
@@ -343,8 +355,8 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
                                                   "tables with python -m profilers.merge")
     ap.add_argument("--out", default=None, help="table path (default: latency_tables/{device}.{runtime}.csv; "
                                                 "with --shard, latency_tables/shards/...)")
-    ap.add_argument("--runs", type=int, default=None, help="timed calls per round (default: enough for ~0.12 s)")
-    ap.add_argument("--rounds", type=int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
+    ap.add_argument("--runs", type=positive_int, default=None, help="timed calls per round (default: enough for ~0.12 s)")
+    ap.add_argument("--rounds", type=positive_int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
     ap.add_argument("--warmup", type=int, default=Protocol.warmup, help="warm-up calls (default: %(default)s)")
     ap.add_argument("--max-cv", type=float, default=Protocol.max_cv,
                     help="re-measure a unit whose round medians vary more than this (default: %(default)s)")
@@ -353,6 +365,7 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
     ap.add_argument("--keep-exports", default=None, help="keep exported models in this folder")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("-v", "--verbose", action="store_true", help="show converter output")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return ap
 
 
@@ -416,7 +429,9 @@ def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
         res = run_table(prof, todo, out, space_name=space.name, img_size=args.img_size,
                         num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,
                         probe_specs=probe_units(), space=space.to_dict())
-    except (DeviceError, TableError, ProfilerUnavailable, ValueError, KeyError) as e:
+    except (UserError, ValueError, KeyError) as e:
+        if args.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{res['path']}: measured {res['measured']} unit(s) in {res['seconds']:.1f} s, "

@@ -4,9 +4,9 @@
 interleaved across the batch (:meth:`profilers.stats.Protocol.measure_many`). The probe units are timed
 on their own (always in the same company, so their latency does not depend on what they were mixed
 with) before the first batch and after every batch; against the probe's reference
-(:class:`profilers.probe.Probe`) the measurements before and after a batch give the host's speed during
-it, and every latency of the batch is divided by that factor, so all batches, and all runs that share a
-reference, are on one scale. Plugins whose timing happens in an external tool (no
+(:class:`profilers.probe.Probe`) the measurements before and after a batch tell whether the host was
+steadily faster or slower during it; then every latency of the batch is divided by that factor
+(:func:`drift_factor`), so all batches, and all runs that share a reference, are on one scale. Plugins whose timing happens in an external tool (no
 :meth:`~profilers.base.Profiler.runner`) are measured one entry after another, the probe once per batch.
 Results are handed to ``on_result`` as each batch finishes, so a killed run keeps every finished batch.
 """
@@ -36,6 +36,23 @@ DEFAULT_BATCH = 24
 Builder = Callable[[], tuple]          # () -> (nn.Module, input_shape)
 
 
+#: the probe before and after a batch must agree this well (relative) for the batch to be corrected
+STEADY = 0.02
+#: and the host must be off its reference by at least this much
+MIN_SHIFT = 0.02
+
+
+def drift_factor(before: float, after: float) -> float:
+    """The correction for a batch from the probe's ratios to its reference before and after it: their
+    geometric mean when the two agree within ``STEADY`` and are off the reference by ``MIN_SHIFT`` or more
+    (a steady shift of the host), else 1. A host that changed speed during the batch is not corrected:
+    two probe readings of a second each cannot say how fast it was in between, and on a shared host
+    correcting from them added more noise than it removed (measured: benchmarks/results)."""
+    f = math.sqrt(before * after)
+    steady = abs(math.log(after / before)) <= STEADY
+    return f if steady and abs(math.log(f)) >= MIN_SHIFT else 1.0
+
+
 def _file_stem(name: str) -> str:
     """``name`` when it makes a plain file name (unit keys do), else a stable short hash of it (archs)."""
     if re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name):
@@ -56,9 +73,9 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
     ``builder()`` returns ``(module, input_shape)`` and is called only when its batch comes up (whole
     networks are not all held in memory). The work runs on the profiler's cores (``profiler.cpus``,
     the device entry's by default). With a ``probe``, each batch's latencies are divided by the
-    host's speed during the batch relative to the probe's reference (the geometric mean of the probe's
-    ratios before and after the batch; without a reference yet, the first probe measurement becomes
-    it); ``on_result(name, stats, factor)`` receives the corrected stats.
+    host's speed during the batch relative to the probe's reference when the probe shows a steady shift
+    (:func:`drift_factor`; without a reference yet, the first probe measurement becomes it);
+    ``on_result(name, stats, factor)`` receives the corrected stats.
     """
     from tqdm import tqdm
 
@@ -95,7 +112,7 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
                 factor = 1.0
                 if probe:                          # host speed during the batch: the probe before and after
                     after = probe_ratio()
-                    factor = math.sqrt(before * after)
+                    factor = drift_factor(before, after)
                     probe.factors.append(factor)
                     before = after
                 for name, _ in batch:

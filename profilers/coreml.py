@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -32,11 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nas.errors import command
+
 from .base import (Profiler, ProfilerUnavailable, build_parser, default_out, main as base_main, parse_shard,
                    quiet_output, shard_specs)
 from .devices import DeviceError, get_device
 from .stats import LatencyStats, summarize_runs
-from .table import TableError, TableWriter, check_compatible, existing_keys, now_iso, read_meta, write_meta
+from .files import atomic_write_text
+from .table import (TableError, TableWriter, check_compatible, check_stats, existing_keys, format_row, now_iso,
+                    read_meta, write_meta)
 
 __all__ = ["CoreMLProfiler", "export_coreml", "write_bundle", "load_results", "import_results", "BUNDLE_ROOT"]
 
@@ -152,9 +157,7 @@ def write_bundle(profiler: CoreMLProfiler, specs, bundle_dir: str | Path, *, spa
         profiler.export(module, shape, bundle / rel)
         units[spec.key] = {"key": spec.key, "package": rel, "input_shape": list(shape), "spec": spec.to_dict()}
         manifest["units"] = sorted(units.values(), key=lambda u: u["key"])
-        tmp = mpath.with_name("manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(mpath)
+        atomic_write_text(mpath, json.dumps(manifest, indent=2) + "\n")
     manifest["units"] = sorted(units.values(), key=lambda u: u["key"])
     mpath.write_text(json.dumps(manifest, indent=2) + "\n")
     return {"bundle": str(bundle), "converted": len(todo), "units": len(units)}
@@ -189,19 +192,26 @@ def load_results(path: str | Path, rounds: int = 5) -> tuple[dict[str, LatencySt
             raw = raw["results"]
         if not isinstance(raw, dict):
             raise TableError(f"{path}: expected a JSON object mapping unit keys to timings")
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
     for k, v in raw.items():
         if isinstance(v, dict) and "runs_ms" in v:
             v = v["runs_ms"]
         if isinstance(v, list):
-            if not v or not all(isinstance(t, (int, float)) and t > 0 for t in v):
-                raise TableError(f"{path}: {k!r} must list positive per-run times in ms")
+            if not v or not all(number(t) and t > 0 for t in v):
+                raise TableError(f"{path}: {k!r} must list finite positive per-run times in ms")
             out[k] = summarize_runs(v, rounds)
         elif isinstance(v, dict) and "p50_ms" in v:
+            for f in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n"):
+                if v.get(f) is not None and not number(v[f]):
+                    raise TableError(f"{path}: {k!r}: {f} must be a finite number, got {v[f]!r}")
             g = lambda f: float(v[f]) if v.get(f) is not None else float("nan")
             out[k] = LatencyStats(g("p50_ms"), g("p10_ms"), g("p90_ms"), g("mean_ms"), g("std_ms"), g("cv"),
                                   int(v.get("n") or 0))
         else:
             raise TableError(f"{path}: {k!r} must map to a list of per-run ms or an object with p50_ms")
+        check_stats(out[k], f"{path}: {k!r}")
     return out, info
 
 
@@ -240,15 +250,13 @@ def import_results(results: str | Path, device: str, out: str | Path | None = No
     meta = {**old, **meta_new, "created": old.get("created", now_iso()), "updated": now_iso()}
     meta["img_sizes"] = sorted(set(old.get("img_sizes", [])) | {img})
     meta["spaces"] = sorted(set(old.get("spaces", [])) | {sp.name})
-    write_meta(out, meta)
-    added = 0
-    stamp = info.get("measured_at") or now_iso()
+    stamp = str(info.get("measured_at") or now_iso())
+    lines = [format_row(specs[k].to_dict(), st, dev.threads, stamp) for k, st in stats.items() if k not in have]
+    write_meta(out, meta)                             # every row was validated above: now write them
     with TableWriter(out) as w:
-        for k, st in stats.items():
-            if k in have:
-                continue
-            w.append(specs[k].to_dict(), st, dev.threads, stamp)
-            added += 1
+        for line in lines:
+            w.write_line(line)
+    added = len(lines)
     meta["rows"] = len(existing_keys(out))
     write_meta(out, meta)
     return {"path": str(out), "added": added, "skipped": len(stats) - added}
@@ -290,6 +298,7 @@ def _drop_option(argv: list[str], opt: str) -> list[str]:
     return out
 
 
+@command
 def main(argv=None) -> int:
     """``python -m profilers.coreml`` (bundle or Mac timing) and ``python -m profilers.coreml import``."""
     argv = list(sys.argv[1:] if argv is None else argv)

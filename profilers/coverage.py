@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from nas.errors import command
+
 from .table import TableError, read_table
 
 __all__ = ["missing_keys", "coverage_report", "main"]
@@ -55,6 +57,7 @@ def coverage_report(table: str | Path, space=None, img_size: int | None = None,
     return "\n".join(lines), missing
 
 
+@command
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m profilers.coverage", description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", required=True, help="latency table CSV")

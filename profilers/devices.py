@@ -12,13 +12,15 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from nas.errors import UserError
+
 __all__ = ["Device", "DeviceError", "get_device", "list_devices", "format_devices", "DEVICES_JSON", "RUNTIMES"]
 
 DEVICES_JSON = Path(__file__).with_name("devices.json")
 RUNTIMES = ("onnxruntime", "tflite", "coreml", "tensorrt")
 
 
-class DeviceError(KeyError):
+class DeviceError(UserError, KeyError):
     """An unknown device name (the message lists the known ones)."""
 
     def __str__(self):

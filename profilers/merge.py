@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nas.errors import command
+
 from .table import TableError, merge_tables
 
 __all__ = ["main"]
 
 
+@command
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m profilers.merge", description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+", help="tables to merge (CSV with .meta.json sidecars)")

@@ -10,17 +10,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
+
+from nas.errors import UserError
+
+from .files import atomic_write_text
 
 __all__ = ["TableError", "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "table_path", "meta_path",
            "tables_dir", "user_cache_dir", "host_tables_dir",
-           "read_table", "read_meta", "write_meta", "TableWriter", "format_row", "merge_tables", "now_iso",
+           "read_table", "read_meta", "write_meta", "TableWriter", "format_row", "check_stats", "merge_tables", "now_iso",
            "scale_rows"]
 
 SPEC_COLUMNS = ["key", "kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
@@ -35,7 +41,7 @@ IDENTITY_FIELDS = ("device", "runtime")
 TABLES_DIR = Path(__file__).resolve().parent.parent / "latency_tables"
 
 
-class TableError(ValueError):
+class TableError(UserError, ValueError):
     """A latency table that is missing, malformed or inconsistent (the message says which and why)."""
 
 
@@ -112,12 +118,7 @@ def read_meta(path: str | Path) -> dict:
 
 def write_meta(path: str | Path, meta: dict) -> Path:
     """Write the sidecar atomically (write to a temporary file, then rename)."""
-    mp = meta_path(path)
-    mp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mp.with_name(mp.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, mp)
-    return mp
+    return atomic_write_text(meta_path(path), json.dumps(meta, indent=2, sort_keys=False) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,9 +181,11 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
         if empty.any():
             i = int(empty.to_numpy().nonzero()[0][0])
             raise TableError(f"latency table {path}, line {i + 2}: column {c!r} is empty")
-    if (df["p50_ms"] <= 0).any():
-        i = int((df["p50_ms"] <= 0).to_numpy().nonzero()[0][0])
-        raise TableError(f"latency table {path}, line {i + 2}: p50_ms must be positive")
+    bad = ~((df["p50_ms"] > 0) & np.isfinite(df["p50_ms"]))
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise TableError(f"latency table {path}, line {i + 2}: p50_ms must be a finite positive number, "
+                         f"got {df['p50_ms'].iloc[i]!r}")
     for c in ["cin", "cout", "res", "stride", "hidden", "attn", "classes", "n"]:
         df[c] = df[c].fillna(0).astype(int)
     df["threads"] = df["threads"].astype("Int64")
@@ -209,17 +212,42 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | None = None) -> str:
-    """One CSV line (with newline) for a unit (``BlockSpec.to_dict()``) and its :class:`LatencyStats`."""
+def check_stats(stats, where: str = "") -> dict:
+    """The stats as a dict, or TableError when they cannot be a measurement: ``p50_ms`` finite and
+    positive; ``p10_ms``/``p90_ms``/``mean_ms``/``std_ms``/``cv`` finite and non-negative, or NaN where the
+    tool reports none; ``n`` a non-negative whole number."""
     s = stats.to_dict() if hasattr(stats, "to_dict") else dict(stats)
+    at = f"{where}: " if where else ""
+    p50 = s.get("p50_ms")
+    if isinstance(p50, bool) or not isinstance(p50, (int, float)) or not math.isfinite(p50) or p50 <= 0:
+        raise TableError(f"{at}p50_ms must be a finite positive number of milliseconds, got {p50!r}")
+    for c in ("p10_ms", "p90_ms", "mean_ms", "std_ms", "cv"):
+        v = s.get(c)
+        if v is None or (isinstance(v, float) and v != v):
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise TableError(f"{at}{c} must be a finite non-negative number (or absent), got {v!r}")
+    n = s.get("n")
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n != n or n < 0 or int(n) != n:
+        raise TableError(f"{at}n must be a whole number of timed runs, got {n!r}")
+    return s
+
+
+def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | None = None) -> str:
+    """One CSV line (with newline) for a unit (``BlockSpec.to_dict()``) and its :class:`LatencyStats`,
+    written by the csv module (a field holding a comma or a quote is quoted). Impossible stats are a
+    :class:`TableError`, so nothing is written."""
+    key = str(spec_dict.get("key", ""))
+    s = check_stats(stats, f"unit {key}")
     vals = [spec_dict.get(c, 0) for c in SPEC_COLUMNS]
     vals[SPEC_COLUMNS.index("attn")] = int(bool(spec_dict.get("attn", False)))
     vals += [s["p50_ms"], s["p10_ms"], s["p90_ms"], s["mean_ms"], s["std_ms"], s["cv"], int(s["n"]),
              threads, measured_at or now_iso()]
-    for v in vals[:1]:
-        if "," in str(v) or "\n" in str(v):
-            raise TableError(f"unit key {v!r} cannot be written to a CSV table")
-    return ",".join(_fmt(v) for v in vals) + "\n"
+    if not key or any(ch in key for ch in ',"\n\r'):
+        raise TableError(f"unit key {key!r} cannot be written to a CSV table")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([_fmt(v) for v in vals])
+    return buf.getvalue()
 
 
 class TableWriter:
@@ -256,6 +284,10 @@ class TableWriter:
     def append(self, spec_dict: dict, stats, threads: int | None, measured_at: str | None = None):
         self._write(format_row(spec_dict, stats, threads, measured_at))
 
+    def write_line(self, line: str):
+        """Append a line made by :func:`format_row`."""
+        self._write(line)
+
     def close(self):
         if not self._f.closed:
             self._f.close()
@@ -280,10 +312,9 @@ def scale_rows(path: str | Path, keys: Iterable[str], factor: float) -> int:
                 if r[c] != "":
                     r[c] = _fmt(float(r[c]) * factor)
             n += 1
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    atomic_write_text(path, buf.getvalue())
     return n
 
 
@@ -350,14 +381,13 @@ def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataF
     meta["rows"] = int(len(merged))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(",".join(COLUMNS) + "\n")
-        for _, r in merged.iterrows():
-            st = {c: r[c] for c in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n")}
-            th = r["threads"]
-            f.write(format_row({c: r[c] for c in SPEC_COLUMNS}, st, None if pd.isna(th) else int(th),
-                               r["measured_at"]))
-    os.replace(tmp, out)
+    lines = [",".join(COLUMNS) + "\n"]
+    for _, r in merged.iterrows():
+        st = {c: r[c] for c in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n")}
+        st["n"] = int(st["n"])
+        th = r["threads"]
+        lines.append(format_row({c: r[c] for c in SPEC_COLUMNS}, st, None if pd.isna(th) else int(th),
+                                r["measured_at"]))
+    atomic_write_text(out, "".join(lines))
     write_meta(out, meta)
     return read_table(out)

@@ -80,12 +80,12 @@ def test_probe_factor_and_check():
     assert ProbeCheck.compare(p.reference, {k: _stats(v.p50_ms * 1.05) for k, v in base.items()}).ok
 
 
-class _DriftingProfiler:
-    """A profiler stand-in on a host that gets 1 % slower with every measurement it makes."""
+class _FakeProfiler:
+    """A profiler stand-in whose host runs at ``speed(t)`` for its t-th measurement."""
     name, suffix, keep_exports, cpus = "fake", ".x", None, None
 
-    def __init__(self, true_ms):
-        self.true_ms, self.t = true_ms, 0
+    def __init__(self, true_ms, speed):
+        self.true_ms, self.speed, self.t = true_ms, speed, 0
 
     def export(self, module, shape, path):
         return path
@@ -95,24 +95,33 @@ class _DriftingProfiler:
 
     def measure(self, path, shape):
         self.t += 1
-        return _stats(self.true_ms[path.stem.removeprefix("probe_")] * 1.01 ** self.t)
+        return _stats(self.true_ms[path.stem.removeprefix("probe_")] * self.speed(self.t))
 
 
-def test_drift_is_measured_by_the_probe_and_divided_out():
+def _drift_run(speed, reference=True):
     specs = probe_units()
     true = {s.key: 0.5 + i for i, s in enumerate(specs)}
     true.update({f"u{i}": 0.1 * (i + 1) for i in range(7)})
-    prof = _DriftingProfiler(true)
-    probe = Probe(specs)
+    prof = _FakeProfiler(true, speed)
+    probe = Probe(specs, reference={s.key: true[s.key] for s in specs} if reference else None)
     seen = []
     items = [(f"u{i}", lambda: (torch.nn.Identity(), (1, 3, 8, 8))) for i in range(7)]
     res = measure_modules(prof, items, probe, batch_size=3, progress=False,
                           on_result=lambda k, st, f: seen.append((k, f)))
-    assert len(probe.factors) == 3 and probe.factors[0] > 1.02 and probe.factors == sorted(probe.factors)
-    for i in range(7):                                                # on the reference's scale, within the drift
-        assert res[f"u{i}"].p50_ms == pytest.approx(true[f"u{i}"], rel=0.05)    # of half a batch
-    assert 1.01 ** prof.t > 1.2                                       # uncorrected, the last would be 20 % off
     assert [k for k, _ in seen] == [f"u{i}" for i in range(7)]
+    return probe, {k: v.p50_ms / true[k] for k, v in res.items()}
+
+
+def test_a_steady_shift_of_the_host_is_measured_by_the_probe_and_divided_out():
+    probe, rel = _drift_run(lambda t: 1.25)                  # the host 25 % slower than at the reference
+    assert probe.factors == pytest.approx([1.25] * 3) and probe.ratios == pytest.approx([1.25] * 4)
+    assert all(r == pytest.approx(1.0) for r in rel.values())          # on the reference's scale
+
+
+def test_a_host_changing_speed_during_a_batch_is_not_corrected_from_two_readings():
+    probe, rel = _drift_run(lambda t: 1.03 ** t)              # 3 % slower with every measurement
+    assert probe.factors == [1.0, 1.0, 1.0]                  # before and after disagree: left as measured
+    assert len(probe.ratios) == 4 and probe.ratios == sorted(probe.ratios)
 
 
 # -- host-bound tables --------------------------------------------------------------------------------

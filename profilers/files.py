@@ -1,0 +1,57 @@
+"""Files that survive kills and concurrent writers: atomic writes with unique temporary names, and an
+advisory lock per output (``filelock``), so two processes never interleave their rows in one file."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from nas.errors import UserError
+
+__all__ = ["atomic_write_text", "exclusive", "Busy"]
+
+
+class Busy(UserError, RuntimeError):
+    """Another process holds the lock of an output (the message names it and what to do)."""
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a uniquely named temporary file beside ``path``, fsync it, then rename it over
+    ``path``: readers see the old content or the new one, never a torn file, and two writers never share
+    a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, what: str = "output"):
+    """Hold the advisory lock ``{path}.lock`` (a file, or a folder's ``.lock`` inside it) for the block;
+    :class:`Busy` at once when another process holds it."""
+    path = Path(path)
+    lock_path = path / ".lock" if path.is_dir() else path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise Busy(f"another process is writing {what} {path} (lock {lock_path}); wait for it to finish, "
+                   f"or write elsewhere") from None
+    try:
+        yield
+    finally:
+        lock.release()
