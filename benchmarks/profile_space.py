@@ -1,10 +1,10 @@
 """How long profiling a whole search space takes per runtime, and how stable the entries are.
 
-    taskset -c 0 python benchmarks/profile_space.py                    # fills latency_tables/local-cpu.*.csv
+    python benchmarks/profile_space.py                 # fills this host's local-cpu tables (user cache)
     python benchmarks/profile_space.py --out-dir build/profile_space --fresh   # re-measure from scratch
 
-For each runtime it runs the same resumable table run as ``python -m profilers.<runtime>`` (export +
-measure every missing unit, one flushed row each) and prints the wall time of this run, the table's
+For each runtime it runs the same resumable table run as ``python -m profilers.<runtime>`` (export and
+measure every missing unit in interleaved batches with the probe, rows flushed per batch) and prints the wall time of this run, the table's
 recorded total profiling time, and the coefficient of variation of the entries (median, p90, max).
 Targets on a 2-core CPU at 1 thread: <= 10 minutes per runtime, median cv <= 3%. If the table was
 already complete nothing is measured and the figures recorded in its metadata are printed.
@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from nas.blocks import space_units  # noqa: E402
+from nas.blocks import probe_units, space_units  # noqa: E402
 from nas.space import get_space  # noqa: E402
 from profilers import get_profiler  # noqa: E402
-from profilers.base import pin_cpus, run_table  # noqa: E402
+from profilers.base import parse_cpus, run_table  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
 from profilers.table import meta_path, read_table, table_path  # noqa: E402
 
@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     dev = get_device(args.device)
-    cpus = pin_cpus(args.cpus, dev)
+    cpus = parse_cpus(args.cpus, dev)
+    cpus = list(dev.cpus) if cpus == "device" and dev.cpus is not None else (None if cpus == "device" else cpus)
     torch.set_num_threads(dev.threads)
     space = get_space(args.space)
     specs = space_units(space, args.img_size, args.num_classes)
@@ -57,10 +58,11 @@ def main(argv=None) -> int:
         if args.fresh:
             for p in (out, meta_path(out)):
                 p.unlink(missing_ok=True)
-        prof = get_profiler(rt)(dev)
+        prof = get_profiler(rt)(dev, cpus=cpus)
         t0 = time.perf_counter()
         res = run_table(prof, specs, out, space_name=space.name, img_size=args.img_size,
-                        num_classes=args.num_classes, progress=not args.no_progress)
+                        num_classes=args.num_classes, progress=not args.no_progress, probe_specs=probe_units(),
+                        space=space.to_dict())
         wall = time.perf_counter() - t0
         df, meta = read_table(out)
         df = df.loc[[s.key for s in specs if s.key in df.index]]

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from profilers.files import atomic_write_text
-from profilers.table import TableError
 
-from .calibration import Calibration, CalibrationError, calibration_path
-from .errors import command
+from .calibration import Calibration, calibration_path
+from .errors import UserError, command
 from .measure import make_profiler, measure_archs, network_cli
 from .predictor import LatencyPredictor, MissingLatencyError, resolve_table
 
@@ -70,8 +69,9 @@ def main(argv=None) -> int:
     try:
         cal = calibrate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir,
                         progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
-    except (MissingLatencyError, TableError, CalibrationError, ValueError, KeyError, FileNotFoundError,
-            RuntimeError) as e:
+    except UserError:
+        raise                                 # one line, or the traceback with --debug (see nas.errors.command)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(cal))

@@ -46,7 +46,7 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> dict:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a {what} this tool can load safely: it holds objects other than "
                               f"tensors and plain data, which are never executed ({first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:                   # a torn or foreign file: the unpickler fails in many ways
         raise CheckpointError(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a {what}: expected a dict, found {type(obj).__name__}")

@@ -56,14 +56,13 @@ def make_profiler(device: str, runtime: str | None = None, threads: int | None =
 def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size: int = 224,
                   num_classes: int = 1000, desc: str = "measuring networks",
                   probe_reference: dict | None = None, progress: bool = True,
-                  batch_size: int = 4) -> pd.DataFrame:
+                  batch_size: int = 4, correct_drift: bool = False) -> pd.DataFrame:
     """Measure every arch end to end (resuming from ``out_csv``); returns the rows for ``archs``.
 
     Networks are measured in interleaved batches with the probe units (:mod:`profilers.batch`). With
-    ``probe_reference`` (a table's recorded probe medians) each batch's latencies are divided by the
-    host's speed relative to that reference (``probe_factor``, kept in the CSV beside each row), so the
-    networks are on the same scale as the table they are compared with; without one, the first batch
-    is the reference.
+    ``correct_drift`` and a ``probe_reference`` (a table's recorded probe medians), a batch during which
+    the host was steadily off that reference is divided by the factor (``probe_factor``, kept in the CSV
+    beside each row; 1 when not corrected).
     """
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +88,7 @@ def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size
                 f.flush()
 
             measure_modules(profiler, [(a.to_json(), build(a)) for a in todo], probe, batch_size=batch_size,
-                            progress=progress, desc=desc, on_result=on_result)
+                            progress=progress, desc=desc, on_result=on_result, correct_drift=correct_drift)
         done = pd.read_csv(out_csv)
     by_arch = done.drop_duplicates("arch", keep="last").set_index("arch")
     return by_arch.loc[[a.to_json() for a in archs]].reset_index()

@@ -15,9 +15,8 @@ prices it with a per-kind linear model over the unit's features, fitted on the t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 

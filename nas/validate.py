@@ -25,12 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
-from profilers.table import TableError
 
-from .calibration import CalibrationError
-from .errors import command
+from .errors import UserError, command
 from .measure import fidelity, make_profiler, measure_archs, network_cli
-from .predictor import LatencyPredictor, MissingLatencyError, resolve_table
+from .predictor import LatencyPredictor, resolve_table
 from .tables import check_host, profile_command
 
 __all__ = ["validate", "quick_check", "repeatability", "QuickReport"]
@@ -84,7 +82,7 @@ def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = 
     report = fidelity(predicted, measured)
     report["calibrated"] = pred.calibration is not None
     factors = rows["probe_factor"].to_numpy(float) if "probe_factor" in rows else np.array([])
-    if len(factors) and np.isfinite(factors).any():
+    if len(factors) and np.isfinite(factors).any() and (np.nan_to_num(factors, nan=1.0) != 1.0).any():
         report["host_speed_vs_table_pct"] = [float((np.nanmin(factors) - 1) * 100), float((np.nanmax(factors) - 1) * 100)]
     k = min(int(repeat), len(archs))
     if k >= 2:
@@ -227,8 +225,9 @@ def main(argv=None) -> int:
             return 0 if rep.holds else 1
         r = validate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir, repeat=args.repeat,
                      progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
-    except (MissingLatencyError, TableError, CalibrationError, ValueError, KeyError, FileNotFoundError,
-            RuntimeError) as e:
+    except UserError:
+        raise                                 # one line, or the traceback with --debug (see nas.errors.command)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(r))

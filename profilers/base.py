@@ -26,7 +26,7 @@ from nas.errors import UserError
 
 from .batch import DEFAULT_BATCH, measure_modules
 from .devices import Device, DeviceError, format_devices, get_device
-from .files import Busy, exclusive
+from .files import exclusive
 from .host import differences, fingerprint, pinned
 from .probe import DEFAULT_TOLERANCE, Probe, check_probe
 from .stats import LatencyStats, Protocol
@@ -225,7 +225,8 @@ def check_same_host(path: str | Path, meta: dict) -> None:
 def run_table(profiler: Profiler, specs: Sequence, out: str | Path, *, space_name: str, img_size: int,
               num_classes: int, limit: int | None = None, progress: bool = True, shard=None,
               probe_specs: Sequence | None = None, space: dict | None = None,
-              tolerance: float = DEFAULT_TOLERANCE, batch_size: int = DEFAULT_BATCH) -> dict:
+              tolerance: float = DEFAULT_TOLERANCE, batch_size: int = DEFAULT_BATCH,
+              correct_drift: bool = False) -> dict:
     """Measure every unit of ``specs`` missing from table ``out``, appending one flushed row per unit.
 
     Units are measured in interleaved batches (:func:`profilers.batch.measure_modules`). With
@@ -239,11 +240,11 @@ def run_table(profiler: Profiler, specs: Sequence, out: str | Path, *, space_nam
     with exclusive(out, "latency table"):                 # one writer per table
         return _run_table(profiler, specs, out, space_name=space_name, img_size=img_size, num_classes=num_classes,
                           limit=limit, progress=progress, shard=shard, probe_specs=probe_specs, space=space,
-                          tolerance=tolerance, batch_size=batch_size)
+                          tolerance=tolerance, batch_size=batch_size, correct_drift=correct_drift)
 
 
 def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, img_size, num_classes, limit,
-               progress, shard, probe_specs, space, tolerance, batch_size) -> dict:
+               progress, shard, probe_specs, space, tolerance, batch_size, correct_drift) -> dict:
     meta_new = profiler.table_meta(space_name, img_size, num_classes)
     check_compatible(out, meta_new)
     have = existing_keys(out)
@@ -294,7 +295,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
 
             measure_modules(profiler, [(s.key, s.build) for s in todo], probe, progress=progress,
                             desc=f"{profiler.device.name}/{profiler.name}", on_result=on_result,
-                            batch_size=batch_size)
+                            batch_size=batch_size, correct_drift=correct_drift)
     finally:
         secs = time.perf_counter() - t0
         meta = read_meta(out) or meta
@@ -305,26 +306,28 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
             d = meta.get("drift") or {"factors": []}
             d["factors"] = [round(f, 4) for f in list(d.get("factors", [])) + probe.factors]
             d["min"], d["max"] = min(d["factors"]), max(d["factors"])
-            d["note"] = ("host speed per measured batch relative to the probe reference (>1: slower); each "
-                         "batch's latencies were divided by its factor")
+            d["note"] = ("host speed per measured batch relative to the probe reference (>1: slower; 1 where "
+                         "the host changed speed during the batch); "
+                         + ("each batch's latencies were divided by its factor" if correct_drift
+                            else "recorded, not applied to the latencies"))
             meta["drift"] = d
         write_meta(out, meta)
     if new_reference and len(probe.ratios) >= 2:
-        _rebase(out, probe, list(by_key))
+        _rebase(out, probe, list(by_key), rows_too=correct_drift)
     skipped = sum(s.key in have for s in specs)
     return {"path": str(out), "measured": n_done, "skipped": skipped, "seconds": secs,
             "remaining": len(specs) - skipped - n_done,
             "drift": (min(probe.factors), max(probe.factors)) if probe and probe.factors else None}
 
 
-def _rebase(out: Path, probe: Probe, keys: list[str]) -> None:
-    """Put a new table on the scale of the host's *median* state during its first run rather than its
-    state at the first probe measurement: rows and probe reference are multiplied by the median of all
-    the run's probe measurements (relative to the first)."""
+def _rebase(out: Path, probe: Probe, keys: list[str], rows_too: bool) -> None:
+    """Make a new table's probe reference the median of all the probe readings of its first run rather
+    than the first reading; with ``rows_too`` (drift-corrected rows) the rows follow it."""
     m = float(np.median(probe.ratios))
     if abs(m - 1.0) < 1e-3:
         return
-    scale_rows(out, keys, m)
+    if rows_too:
+        scale_rows(out, keys, m)
     meta = read_meta(out)
     meta["probe"]["p50_ms"] = {k: v * m for k, v in meta["probe"]["p50_ms"].items()}
     meta["drift"]["factors"] = [round(f / m, 4) for f in meta["drift"]["factors"]]

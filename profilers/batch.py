@@ -5,8 +5,10 @@ interleaved across the batch (:meth:`profilers.stats.Protocol.measure_many`). Th
 on their own (always in the same company, so their latency does not depend on what they were mixed
 with) before the first batch and after every batch; against the probe's reference
 (:class:`profilers.probe.Probe`) the measurements before and after a batch tell whether the host was
-steadily faster or slower during it; then every latency of the batch is divided by that factor
-(:func:`drift_factor`), so all batches, and all runs that share a reference, are on one scale. Plugins whose timing happens in an external tool (no
+steadily faster or slower during it (:func:`drift_factor`). That drift is recorded and shown; dividing the
+batch's latencies by it is an option (``correct_drift``), off by default: on the shared hosts it was
+measured on, the small probe units slowed down by up to 20 % while whole networks, timed in the same
+minutes, did not, and the correction made predictions worse (benchmarks/results/predictor.txt). Plugins whose timing happens in an external tool (no
 :meth:`~profilers.base.Profiler.runner`) are measured one entry after another, the probe once per batch.
 Results are handed to ``on_result`` as each batch finishes, so a killed run keeps every finished batch.
 """
@@ -67,6 +69,7 @@ def _chunks(items, n):
 
 def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe | None = None, *,
                     batch_size: int = DEFAULT_BATCH, progress: bool = True, desc: str = "measuring",
+                    correct_drift: bool = False,
                     on_result: Callable[[str, LatencyStats, float], None] | None = None) -> dict[str, LatencyStats]:
     """Measure every ``(name, builder)`` of ``items`` with ``profiler``; ``{name: LatencyStats}``.
 
@@ -74,8 +77,9 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
     networks are not all held in memory). The work runs on the profiler's cores (``profiler.cpus``,
     the device entry's by default). With a ``probe``, each batch's latencies are divided by the
     host's speed during the batch relative to the probe's reference when the probe shows a steady shift
-    (:func:`drift_factor`; without a reference yet, the first probe measurement becomes it);
-    ``on_result(name, stats, factor)`` receives the corrected stats.
+    (:func:`drift_factor`; without a reference yet, the first probe measurement becomes it) and
+    ``correct_drift`` is set; otherwise the factors are only recorded (``probe.factors``).
+    ``on_result(name, stats, factor)`` receives the stats and the factor they were divided by.
     """
     from tqdm import tqdm
 
@@ -112,8 +116,9 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
                 factor = 1.0
                 if probe:                          # host speed during the batch: the probe before and after
                     after = probe_ratio()
-                    factor = drift_factor(before, after)
-                    probe.factors.append(factor)
+                    observed = drift_factor(before, after)
+                    probe.factors.append(observed)
+                    factor = observed if correct_drift else 1.0
                     before = after
                 for name, _ in batch:
                     st = stats[name].scaled(factor) if factor != 1.0 else stats[name]
@@ -125,8 +130,9 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
                         Path(p).unlink(missing_ok=True)
                 bar.update(len(batch))
                 if probe:
-                    bar.set_postfix_str(f"host speed vs reference {100 * (factor - 1):+.1f}%", refresh=False)
-                    log.debug("batch of %d: probe factor %.4f", len(batch), factor)
+                    bar.set_postfix_str(f"host speed vs reference {100 * (probe.ratios[-1] - 1):+.1f}%",
+                                        refresh=False)
+                    log.debug("batch of %d: probe factor %.4f", len(batch), observed)
         finally:
             bar.close()
     return results

@@ -98,7 +98,7 @@ class _FakeProfiler:
         return _stats(self.true_ms[path.stem.removeprefix("probe_")] * self.speed(self.t))
 
 
-def _drift_run(speed, reference=True):
+def _drift_run(speed, reference=True, correct=True):
     specs = probe_units()
     true = {s.key: 0.5 + i for i, s in enumerate(specs)}
     true.update({f"u{i}": 0.1 * (i + 1) for i in range(7)})
@@ -106,7 +106,7 @@ def _drift_run(speed, reference=True):
     probe = Probe(specs, reference={s.key: true[s.key] for s in specs} if reference else None)
     seen = []
     items = [(f"u{i}", lambda: (torch.nn.Identity(), (1, 3, 8, 8))) for i in range(7)]
-    res = measure_modules(prof, items, probe, batch_size=3, progress=False,
+    res = measure_modules(prof, items, probe, batch_size=3, progress=False, correct_drift=correct,
                           on_result=lambda k, st, f: seen.append((k, f)))
     assert [k for k, _ in seen] == [f"u{i}" for i in range(7)]
     return probe, {k: v.p50_ms / true[k] for k, v in res.items()}
@@ -116,6 +116,8 @@ def test_a_steady_shift_of_the_host_is_measured_by_the_probe_and_divided_out():
     probe, rel = _drift_run(lambda t: 1.25)                  # the host 25 % slower than at the reference
     assert probe.factors == pytest.approx([1.25] * 3) and probe.ratios == pytest.approx([1.25] * 4)
     assert all(r == pytest.approx(1.0) for r in rel.values())          # on the reference's scale
+    probe, rel = _drift_run(lambda t: 1.25, correct=False)   # the default: drift recorded, not applied
+    assert probe.factors == pytest.approx([1.25] * 3) and all(r == pytest.approx(1.25) for r in rel.values())
 
 
 def test_a_host_changing_speed_during_a_batch_is_not_corrected_from_two_readings():

@@ -55,7 +55,7 @@ def test_malformed_json_is_a_clear_error():
         Arch.from_json("{widths: [1")
     with pytest.raises(ArchError, match='keys "widths" and "blocks"'):
         Arch.from_json('{"width": [32]}')
-    with pytest.raises(ArchError, match='needs at least a "ratio"'):
+    with pytest.raises(ArchError, match='stage 1 block 0: "ratio" is missing'):
         Arch.from_json('{"widths": [1,2,3,4], "blocks": [[{"keep": true}], [], [], []]}')
 
 
