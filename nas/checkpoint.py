@@ -11,8 +11,8 @@ from .errors import UserError
 from .space import SearchSpace, get_space
 from .supernet import SlimmableSupernet
 
-__all__ = ["atomic_save", "checkpoint_file", "load_checkpoint", "load_supernet", "supernet_meta", "safe_load",
-           "CheckpointError"]
+__all__ = ["atomic_save", "checkpoint_file", "checkpoint_space", "load_checkpoint", "load_supernet", "supernet_meta",
+           "safe_load", "CheckpointError"]
 
 
 class CheckpointError(UserError, ValueError):
@@ -91,15 +91,20 @@ def load_checkpoint(path: str | Path) -> dict:
     return safe_load(path, "supernet checkpoint")
 
 
+def checkpoint_space(meta: dict) -> SearchSpace:
+    """The search space a checkpoint's metadata describes (its full description, else its name)."""
+    try:
+        return SearchSpace.from_dict(meta["space"])
+    except (KeyError, TypeError):
+        return get_space(meta["space_name"])
+
+
 def load_supernet(path: str | Path) -> tuple[SlimmableSupernet, dict]:
     """``(supernet, meta)`` from a checkpoint file (or a run folder holding ``last.pt``); the supernet is
     rebuilt from the space, image size and class count stored in the checkpoint, in eval mode."""
     ck = load_checkpoint(path)
     meta = ck["meta"]
-    try:
-        space = SearchSpace.from_dict(meta["space"])
-    except (KeyError, TypeError):
-        space = get_space(meta["space_name"])
+    space = checkpoint_space(meta)
     net = SlimmableSupernet(space, num_classes=meta["num_classes"], img_size=meta["img_size"],
                             distillation=meta.get("distillation", True))
     net.load_state_dict(ck["model"])

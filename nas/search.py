@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .checkpoint import checkpoint_file, load_supernet
+from .checkpoint import checkpoint_file, checkpoint_space, load_checkpoint, load_supernet
 from .distributed import init_distributed
 from .errors import UserError, command
 from .space import Arch
@@ -313,15 +313,14 @@ def _ensure_supernet(path: str) -> None:
 
 def _supernet_space(path: str):
     """The search space of the supernet at ``path``, or the default space when it is still to be trained."""
-    from .space import DEFAULT_SPACE, SearchSpace
+    from .space import DEFAULT_SPACE
     ck = checkpoint_file(path)
     if not ck.exists():
         if Path(path) != Path(DEFAULT_SUPERNET):
             raise SearchError(f"no supernet checkpoint at {path}. Train one with: "
                              f"python -m nas.train_supernet --out {path}")
         return DEFAULT_SPACE
-    _, meta = load_supernet(path)
-    return SearchSpace.from_dict(meta["space"])
+    return checkpoint_space(load_checkpoint(path)["meta"])        # the space only: no model is built
 
 
 def _prepare_table(args: argparse.Namespace, say) -> Path:
