@@ -11,8 +11,8 @@ import time
 import torch
 
 from models import EfficientFormerV2
-from nas.metrics import count_macs, count_params
-from nas.space import DEFAULT_SPACE
+from nas.space.metrics import count_macs, count_params
+from nas.space.spaces import DEFAULT_SPACE
 
 PAPER = {"s0": (3.5, 0.40), "s1": (6.1, 0.65), "s2": (12.6, 1.25), "l": (26.1, 2.56)}
 

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.predictor import LatencyPredictor  # noqa: E402
-from nas.validate import format_report, validate  # noqa: E402
+from nas.latency.predictor import LatencyPredictor  # noqa: E402
+from nas.latency.validation import format_report, validate  # noqa: E402
 
 
 def speed(pred: LatencyPredictor):

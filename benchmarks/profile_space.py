@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from nas.blocks import probe_units, space_units  # noqa: E402
-from nas.space import get_space  # noqa: E402
+from nas.space.units import probe_units, space_units  # noqa: E402
+from nas.space.spaces import get_space  # noqa: E402
 from profilers import get_profiler  # noqa: E402
 from profilers.base import parse_cpus, run_table  # noqa: E402
 from profilers.devices import get_device  # noqa: E402

@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from nas.checkpoint import load_checkpoint, load_supernet  # noqa: E402
-from nas.data import ShardedOrder, load_dataset, to_input  # noqa: E402
-from nas.evaluate import SubnetEvaluator  # noqa: E402
-from nas.space import get_space  # noqa: E402
-from nas.supernet import SlimmableSupernet  # noqa: E402
-from nas.train_supernet import SandwichLoss, _param_groups, sandwich_archs  # noqa: E402
+from nas.supernet.checkpoint import load_checkpoint, load_supernet  # noqa: E402
+from nas.data.datasets import ShardedOrder, load_dataset, to_input  # noqa: E402
+from nas.supernet.evaluate import SubnetEvaluator  # noqa: E402
+from nas.space.spaces import get_space  # noqa: E402
+from nas.supernet.supernet import SlimmableSupernet  # noqa: E402
+from nas.training.trainer import SandwichLoss, _param_groups, sandwich_archs  # noqa: E402
 
 
 def throughput(space_name: str, img_size: int, batch_size: int, steps: int, num_random: int) -> dict:
@@ -81,7 +81,7 @@ def main(argv=None):
             print(f"no checkpoint at {ckpt}: train one with `python -m nas.train_supernet --out {run}` "
                   f"or pass --train-steps N")
             return
-        from nas.train_supernet import main as train_main
+        from nas.training.trainer import main as train_main
         train_main(["--out", str(run), "--steps", str(args.train_steps), "--space", args.space,
                     "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
                     "--threads", str(args.threads), "--no-progress"])

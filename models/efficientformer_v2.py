@@ -17,7 +17,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from .registry import register_model
+from models.registry import register_model
 
 __all__ = [
     "BlockConfig", "NetConfig", "VARIANTS", "variant_config", "EfficientFormerV2",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 
-from .devices import RUNTIMES, Device, DeviceError, get_device, list_devices
-from .stats import LatencyStats, Protocol
+from profilers.devices import RUNTIMES, Device, DeviceError, get_device, list_devices
+from profilers.stats import LatencyStats, Protocol
 
 __all__ = ["get_profiler", "RUNTIMES", "Device", "DeviceError", "get_device", "list_devices", "LatencyStats",
            "Protocol"]

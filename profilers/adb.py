@@ -14,8 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .base import ProfilerUnavailable
-from .stats import LatencyStats, stats_from_round_summaries
+from profilers.base import ProfilerUnavailable
+from profilers.stats import LatencyStats, stats_from_round_summaries
 
 __all__ = ["parse_benchmark_model", "BenchmarkModelError", "AdbBenchmark", "delegate_flags"]
 

@@ -21,16 +21,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from nas.argtypes import positive_int
-from nas.errors import UserError
+from nas.core.cli import positive_int
+from nas.core.errors import UserError
 
-from .batch import DEFAULT_BATCH, measure_modules
-from .devices import Device, DeviceError, format_devices, get_device
-from .files import exclusive
-from .host import differences, fingerprint, pinned
-from .probe import DEFAULT_TOLERANCE, Probe, check_probe
-from .stats import LatencyStats, Protocol
-from .table import (TableError, TableWriter, check_compatible, existing_keys, now_iso, read_meta, scale_rows,
+from profilers.batch import DEFAULT_BATCH, measure_modules
+from profilers.devices import Device, DeviceError, format_devices, get_device
+from nas.core.files import exclusive
+from profilers.host import differences, fingerprint, pinned
+from profilers.probe import DEFAULT_TOLERANCE, Probe, check_probe
+from profilers.stats import LatencyStats, Protocol
+from profilers.table import (TableError, TableWriter, check_compatible, existing_keys, now_iso, read_meta, scale_rows,
                     table_path, write_meta)
 
 __all__ = ["Profiler", "ProfilerUnavailable", "build_parser", "main", "run_table", "parse_shard", "shard_specs",
@@ -398,8 +398,8 @@ def parse_cpus(spec: str | None, device: Device) -> list[int] | None | str:
 
 def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m profilers.<runtime>``."""
-    from nas.blocks import probe_units, space_units
-    from nas.space import get_space
+    from nas.space.units import probe_units, space_units
+    from nas.space.spaces import get_space
 
     ap = build_parser(profiler_cls.name)
     profiler_cls.add_arguments(ap)
@@ -419,7 +419,7 @@ def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
         specs = space_units(space, args.img_size, args.num_classes)
         out = Path(args.out) if args.out else default_out(device.name, profiler_cls.name, shard)
         if args.coverage:
-            from .coverage import coverage_report
+            from profilers.coverage import coverage_report
             text, missing = coverage_report(out, space, args.img_size, args.num_classes)
             print(text)
             return 1 if missing else 0

@@ -24,9 +24,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .host import pinned
-from .probe import Probe
-from .stats import LatencyStats
+from profilers.host import pinned
+from profilers.probe import Probe
+from profilers.stats import LatencyStats
 
 __all__ = ["measure_modules", "DEFAULT_BATCH"]
 

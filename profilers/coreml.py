@@ -33,14 +33,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nas.errors import command
+from nas.core.cli import command
 
-from .base import (Profiler, ProfilerUnavailable, build_parser, default_out, main as base_main, parse_shard,
+from profilers.base import (Profiler, ProfilerUnavailable, build_parser, default_out, main as base_main, parse_shard,
                    quiet_output, shard_specs)
-from .devices import DeviceError, get_device
-from .stats import LatencyStats, summarize_runs
-from .files import atomic_write_text
-from .table import (TableError, TableWriter, check_compatible, check_stats, existing_keys, format_row, now_iso,
+from profilers.devices import DeviceError, get_device
+from profilers.stats import LatencyStats, summarize_runs
+from nas.core.files import atomic_write_text
+from profilers.table import (TableError, TableWriter, check_compatible, check_stats, existing_keys, format_row, now_iso,
                     read_meta, write_meta)
 
 __all__ = ["CoreMLProfiler", "export_coreml", "write_bundle", "load_results", "import_results", "BUNDLE_ROOT"]
@@ -218,8 +218,8 @@ def load_results(path: str | Path, rounds: int = 5) -> tuple[dict[str, LatencySt
 def import_results(results: str | Path, device: str, out: str | Path | None = None, *, space: str | None = None,
                    img_size: int = 224, num_classes: int = 1000, bundle: str | Path | None = None) -> dict:
     """Append on-device timings to the device's Core ML table (keys already there are kept)."""
-    from nas.blocks import BlockSpec, space_units
-    from nas.space import get_space
+    from nas.space.units import BlockSpec, space_units
+    from nas.space.spaces import get_space
     dev = get_device(device)
     prof = CoreMLProfiler(dev)
     out = Path(out) if out else default_out(dev.name, "coreml", None)
@@ -315,8 +315,8 @@ def main(argv=None) -> int:
     if dev is None or args.list_devices or args.coverage or (dev.connection_type == "local" and sys.platform == "darwin"):
         return base_main(CoreMLProfiler, _drop_option(argv, "--bundle"))
     args = ap.parse_args(argv)
-    from nas.blocks import space_units
-    from nas.space import get_space
+    from nas.space.units import space_units
+    from nas.space.spaces import get_space
     try:
         sp = get_space(args.space)
         specs = shard_specs(space_units(sp, args.img_size, args.num_classes), parse_shard(args.shard))

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.errors import command
+from nas.core.cli import command
 
-from .table import TableError, read_table
+from profilers.table import TableError, read_table
 
 __all__ = ["missing_keys", "coverage_report", "main"]
 
@@ -21,8 +21,8 @@ __all__ = ["missing_keys", "coverage_report", "main"]
 def missing_keys(table: str | Path, space=None, img_size: int | None = None,
                  num_classes: int | None = None) -> tuple[list[str], int, dict]:
     """``(missing keys, number of units in the space, resolved settings)`` for table ``table``."""
-    from nas.blocks import space_units
-    from nas.space import get_space
+    from nas.space.units import space_units
+    from nas.space.spaces import get_space
     df, meta = read_table(table)
     sp = get_space(space or meta.get("space") or "efficientformerv2")
     img = int(img_size or meta.get("img_size") or 224)
@@ -38,8 +38,8 @@ def coverage_report(table: str | Path, space=None, img_size: int | None = None,
     """A readable report and the missing keys."""
     table = Path(table)
     if not table.exists():
-        from nas.blocks import space_units
-        from nas.space import get_space
+        from nas.space.units import space_units
+        from nas.space.spaces import get_space
         sp = get_space(space or "efficientformerv2")
         keys = [u.key for u in space_units(sp, img_size or 224, num_classes or 1000)]
         return (f"{table}: no table yet; all {len(keys)} units of space {sp.name!r} at {img_size or 224} px "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from nas.errors import UserError
+from nas.core.errors import UserError
 
 __all__ = ["Device", "DeviceError", "get_device", "list_devices", "format_devices", "DEVICES_JSON", "RUNTIMES"]
 

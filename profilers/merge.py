@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.errors import command
+from nas.core.cli import command
 
-from .table import TableError, merge_tables
+from profilers.table import TableError, merge_tables
 
 __all__ = ["main"]
 

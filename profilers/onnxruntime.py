@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Profiler, ProfilerUnavailable, main, quiet_output
+from profilers.base import Profiler, ProfilerUnavailable, main, quiet_output
 
 __all__ = ["OnnxRuntimeProfiler", "export_onnx"]
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from .stats import LatencyStats
+from profilers.stats import LatencyStats
 
 __all__ = ["Probe", "ProbeCheck", "check_probe", "DEFAULT_TOLERANCE", "PROBE_TRIES"]
 

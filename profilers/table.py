@@ -20,9 +20,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from nas.errors import UserError
+from nas.core.errors import UserError
 
-from .files import atomic_write_text
+from nas.core.files import atomic_write_text
 
 __all__ = ["TableError", "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "table_path", "meta_path",
            "tables_dir", "user_cache_dir", "host_tables_dir",
@@ -61,7 +61,7 @@ def user_cache_dir() -> Path:
 def host_tables_dir() -> Path:
     """The tables of this host's ``local`` devices: ``{user_cache_dir()}/tables/{host id}`` (one folder per
     kind of host, so a cache shared by several machines keeps their tables apart)."""
-    from .host import host_id
+    from profilers.host import host_id
     return user_cache_dir() / "tables" / host_id()
 
 
@@ -72,7 +72,7 @@ def tables_dir(device: str | None = None) -> Path:
     if os.environ.get("EFFV2_TABLES"):
         return Path(os.environ["EFFV2_TABLES"]).expanduser()
     if device is not None:
-        from .devices import DeviceError, get_device
+        from profilers.devices import DeviceError, get_device
         try:
             if get_device(device).connection_type == "local":
                 return host_tables_dir()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Profiler, ProfilerUnavailable, main
-from .onnxruntime import export_onnx
-from .stats import LatencyStats
+from profilers.base import Profiler, ProfilerUnavailable, main
+from profilers.onnxruntime import export_onnx
+from profilers.stats import LatencyStats
 
 __all__ = ["TensorRTProfiler", "parse_trtexec", "TrtexecError", "trtexec_stats"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .adb import AdbBenchmark, delegate_flags
-from .base import Profiler, ProfilerUnavailable, main, quiet_output
-from .stats import LatencyStats
+from profilers.adb import AdbBenchmark, delegate_flags
+from profilers.base import Profiler, ProfilerUnavailable, main, quiet_output
+from profilers.stats import LatencyStats
 
 __all__ = ["TFLiteProfiler", "export_tflite"]
 

@@ -41,8 +41,8 @@ FAST_PROTOCOL = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=
 @pytest.fixture(scope="session")
 def tiny_table(tmp_path_factory):
     """A real ONNX Runtime table (this CPU, 1 thread) of the tiny space at 64 px and 10 classes."""
-    from nas.blocks import probe_units, space_units
-    from nas.space import TINY_SPACE
+    from nas.space.units import probe_units, space_units
+    from nas.space.spaces import TINY_SPACE
     from profilers import get_profiler
     from profilers.base import run_table
     from profilers.stats import Protocol
@@ -56,7 +56,7 @@ def tiny_table(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_supernet(tmp_path_factory):
     """A supernet of the tiny space trained for a few steps on Fashion-MNIST at 64 px (a run folder)."""
-    from nas.train_supernet import main
+    from nas.training.trainer import main
     out = tmp_path_factory.mktemp("supernet")
     main(["--space", "tiny", "--batch-size", "16", "--train-subset", "800", "--eval-size", "100",
           "--calib-batches", "1", "--no-progress", "--threads", "1", "--steps", "30", "--eval-every", "0",

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas.blocks import BlockSpec, arch_units, space_units
-from nas.space import DEFAULT_SPACE, TINY_SPACE
+from nas.space.units import BlockSpec, arch_units, space_units
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
 
 
 def test_every_unit_builds_and_its_analytic_cost_is_exact():

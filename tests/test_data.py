@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas import data as D
-from nas.data import DatasetMissing, ShardedOrder, load_dataset, to_input
+from nas.data import datasets as D
+from nas.data.datasets import DatasetMissing, ShardedOrder, load_dataset, to_input
 
 
 def test_fashion_mnist_loads_real_images():

@@ -5,8 +5,8 @@ import pickle
 import pytest
 import torch
 
-from nas.checkpoint import CheckpointError, load_checkpoint, load_supernet, safe_load
-from nas.export import load_exported
+from nas.supernet.checkpoint import CheckpointError, load_checkpoint, load_supernet, safe_load
+from nas.export.subnet import load_exported
 
 
 class _RunsCode:
@@ -74,7 +74,7 @@ def test_phone_shell_arguments_are_quoted(tmp_path):
 
 
 def _s0():
-    from nas.space import DEFAULT_SPACE
+    from nas.space.spaces import DEFAULT_SPACE
     return DEFAULT_SPACE.canonical("s0").to_dict()
 
 
@@ -87,7 +87,7 @@ def _s0():
     (lambda d: d["blocks"][0][0].pop("ratio"), '"ratio" is missing'),
 ])
 def test_architecture_parsing_is_strict(edit, problem):
-    from nas.space import Arch, ArchError
+    from nas.space.spaces import Arch, ArchError
     d = _s0()
     edit(d)
     with pytest.raises(ArchError, match=problem):
@@ -96,8 +96,8 @@ def test_architecture_parsing_is_strict(edit, problem):
 
 def test_architectures_outside_the_space_get_no_latency():
     import numpy as np
-    from nas.predictor import LatencyPredictor
-    from nas.space import DEFAULT_SPACE, Arch, ArchError
+    from nas.latency.predictor import LatencyPredictor
+    from nas.space.spaces import DEFAULT_SPACE, Arch, ArchError
     pred = LatencyPredictor.from_table("ref-epyc")
     d = _s0()
     for b in d["blocks"][0]:
@@ -131,8 +131,8 @@ def test_architectures_outside_the_space_get_no_latency():
 
 def test_search_cache_survives_a_torn_last_line(tmp_path):
     import pandas as pd
-    from nas.search import EvaluationCache
-    from nas.space import TINY_SPACE
+    from nas.search.runner import EvaluationCache
+    from nas.space.spaces import TINY_SPACE
     a, b, c = (TINY_SPACE.sample(i) for i in range(3))
     cache = EvaluationCache(tmp_path, {"x": 1})
     cache.add(a, 0.5)
@@ -147,7 +147,7 @@ def test_search_cache_survives_a_torn_last_line(tmp_path):
 
 
 def test_search_cache_is_keyed_by_the_supernets_content(tmp_path):
-    from nas.search import file_digest
+    from nas.search.runner import file_digest
     p = tmp_path / "last.pt"
     p.write_bytes(b"a" * 1000)
     d1 = file_digest(p)
@@ -156,7 +156,7 @@ def test_search_cache_is_keyed_by_the_supernets_content(tmp_path):
 
 
 def test_forgetting_resume_does_not_destroy_a_finished_run(tiny_supernet, capsys):
-    from nas.train_supernet import main
+    from nas.training.trainer import main
     ck, metrics = tiny_supernet / "last.pt", tiny_supernet / "metrics.csv"
     before = (ck.read_bytes(), metrics.read_text())
     assert main(["--space", "tiny", "--out", str(tiny_supernet), "--steps", "2", "--no-progress"]) == 2
@@ -168,7 +168,7 @@ def test_forgetting_resume_does_not_destroy_a_finished_run(tiny_supernet, capsys
 @pytest.mark.parametrize("flag, value", [("--steps", "-1"), ("--batch-size", "0"), ("--ckpt-every", "0"),
                                          ("--lr", "nan"), ("--threads", "0")])
 def test_impossible_training_arguments_are_refused_with_a_message(tmp_path, capsys, flag, value):
-    from nas.train_supernet import main
+    from nas.training.trainer import main
     with pytest.raises(SystemExit) as e:
         main(["--space", "tiny", "--out", str(tmp_path / "run"), flag, value])
     assert e.value.code == 2 and flag in capsys.readouterr().err
@@ -190,8 +190,8 @@ def test_profiler_threads_zero_is_refused(capsys):
 ])
 def test_core_ml_import_validates_before_it_writes(tmp_path, value, problem):
     import json
-    from nas.blocks import space_units
-    from nas.space import TINY_SPACE
+    from nas.space.units import space_units
+    from nas.space.spaces import TINY_SPACE
     from profilers.coreml import import_results
     from profilers.table import TableError, read_table
     keys = [u.key for u in space_units(TINY_SPACE, 64, 10)][:2]
@@ -210,8 +210,8 @@ def test_core_ml_import_validates_before_it_writes(tmp_path, value, problem):
 
 def test_a_comma_in_a_timestamp_is_quoted_not_a_torn_table(tmp_path):
     import json
-    from nas.blocks import space_units
-    from nas.space import TINY_SPACE
+    from nas.space.units import space_units
+    from nas.space.spaces import TINY_SPACE
     from profilers.coreml import import_results
     from profilers.table import read_table
     key = space_units(TINY_SPACE, 64, 10)[0].key
@@ -232,7 +232,7 @@ def test_a_table_with_an_infinite_latency_is_refused(tmp_path):
 
 
 def test_two_writers_of_one_table_or_folder_are_refused(tmp_path):
-    from profilers.files import Busy, atomic_write_text, exclusive
+    from nas.core.files import Busy, atomic_write_text, exclusive
     t = tmp_path / "local-cpu.onnxruntime.csv"
     with exclusive(t, "latency table"):
         with pytest.raises(Busy, match="another process is writing latency table"):
@@ -252,7 +252,7 @@ def test_two_writers_of_one_table_or_folder_are_refused(tmp_path):
 def test_a_second_profiler_on_the_same_table_exits_with_a_message(tmp_path, capsys):
     from profilers import get_profiler
     from profilers.base import main
-    from profilers.files import exclusive
+    from nas.core.files import exclusive
     out = tmp_path / "local-cpu.onnxruntime.csv"
     with exclusive(out, "latency table"):             # the first profiler, still running
         code = main(get_profiler("onnxruntime"), ["--device", "local-cpu", "--space", "tiny", "--img-size", "64",
@@ -264,7 +264,7 @@ def test_a_second_profiler_on_the_same_table_exits_with_a_message(tmp_path, caps
 def test_a_truncated_image_is_skipped_with_its_name(tmp_path):
     import numpy as np
     from PIL import Image
-    from nas.data import load_dataset
+    from nas.data.datasets import load_dataset
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
         for k in range(3):
@@ -278,7 +278,7 @@ def test_a_truncated_image_is_skipped_with_its_name(tmp_path):
 
 def test_a_table_without_its_metadata_is_refused(tiny_table, tmp_path):
     import shutil
-    from nas.predictor import LatencyPredictor
+    from nas.latency.predictor import LatencyPredictor
     from profilers.table import TableError
     t = tmp_path / "local-cpu.onnxruntime.csv"
     shutil.copy(tiny_table, t)
@@ -308,7 +308,7 @@ def test_commands_exit_2_with_one_line_and_debug_shows_the_traceback(module, arg
 
 def test_a_fitted_calibration_never_reverses_a_ranking():
     import numpy as np
-    from nas.calibration import Calibration
+    from nas.latency.calibration import Calibration
     rng = np.random.default_rng(3)
     for n in (4, 6, 12):                             # few, noisy networks: the case that used to flip the order
         g = rng.uniform(0.5, 20, (n, 3))
@@ -321,7 +321,7 @@ def test_a_fitted_calibration_never_reverses_a_ranking():
 
 
 def test_a_folder_is_not_a_table(tmp_path):
-    from nas.predictor import LatencyPredictor
+    from nas.latency.predictor import LatencyPredictor
     from profilers.table import TableError
     with pytest.raises(TableError):
         LatencyPredictor.from_table(tmp_path)

@@ -17,7 +17,7 @@ def test_wheel_ships_the_tables_and_the_predictor_api(tmp_path):
     wheel = next((tmp_path / "w").glob("effv2_nas-*.whl"))
     subprocess.run(pip + ["install", "-q", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, timeout=300)
-    code = ("from nas.predictor import LatencyPredictor; from nas.space import DEFAULT_SPACE; "
+    code = ("from nas.latency.predictor import LatencyPredictor; from nas.space.spaces import DEFAULT_SPACE; "
             "p = LatencyPredictor.from_table('ref-epyc'); a = DEFAULT_SPACE.canonical('s0'); "
             "print(p.source); print(p.predict(a), p.params(a), p.mes(a))")
     env = {k: v for k, v in os.environ.items() if k != "EFFV2_TABLES"}

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from nas.blocks import probe_units, space_units
-from nas.calibration import Calibration, CalibrationError, calibration_path, load_calibration
-from nas.predictor import LatencyPredictor
-from nas.space import DEFAULT_SPACE, TINY_SPACE
-from nas.tables import ForeignTableError, ForeignTableWarning, resolve_table
+from nas.space.units import probe_units, space_units
+from nas.latency.calibration import Calibration, CalibrationError, calibration_path, load_calibration
+from nas.latency.predictor import LatencyPredictor
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
+from nas.latency.tables import ForeignTableError, ForeignTableWarning, resolve_table
 from profilers import get_profiler
 from profilers.base import main as profile_main
 from profilers.batch import measure_modules
@@ -181,7 +181,7 @@ def test_a_table_from_another_host_is_an_error_unless_asked_for(tiny_table, tmp_
 
 
 def test_same_name_but_another_speed_is_caught_by_the_probe(tiny_table, tmp_path, monkeypatch):
-    from nas.tables import check_host
+    from nas.latency.tables import check_host
     monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
     t = _copy_table(tiny_table, tmp_path)
     meta = read_meta(t)
@@ -272,8 +272,8 @@ def test_calibration_files_are_validated_on_load(tmp_path):
 # -- first use: this host's table, profiled and calibrated ----------------------------------------------
 @pytest.mark.slow
 def test_local_target_profiles_and_calibrates_itself_once(tmp_path, monkeypatch):
-    from nas.local_tables import ensure_local_table
-    from nas.tables import check_host
+    from nas.latency.local_tables import ensure_local_table
+    from nas.latency.tables import check_host
     monkeypatch.setenv("EFFV2_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("EFFV2_TABLES", raising=False)
     monkeypatch.setattr(Protocol, "__init__", _fast_init)
@@ -302,8 +302,8 @@ def _fast_init(self, **kw):
 
 @pytest.mark.slow
 def test_validate_quick_says_whether_the_table_holds(tiny_table, tmp_path):
-    from nas.calibrate import calibrate
-    from nas.validate import quick_check
+    from nas.latency.calibrate import calibrate
+    from nas.latency.validation import quick_check
     t = _copy_table(tiny_table, tmp_path)
     calibrate(str(t), n_random=5, out_dir=tmp_path / "cal", progress=False)
     rep = quick_check(str(t), n=3, tolerance=0.5)

@@ -4,10 +4,10 @@ import random
 import numpy as np
 import pytest
 
-from nas.blocks import arch_units, space_units
-from nas.metrics import MES, count_params
-from nas.predictor import Calibration, LatencyPredictor, MissingLatencyError
-from nas.space import DEFAULT_SPACE, TINY_SPACE
+from nas.space.units import arch_units, space_units
+from nas.space.metrics import MES, count_params
+from nas.latency.predictor import Calibration, LatencyPredictor, MissingLatencyError
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
 
 
 def random_table(space, img_size=224, seed=0):

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nas.calibrate import calibrate
-from nas.space import Arch
-from nas.predictor import LatencyPredictor, calibration_path
-from nas.validate import validate
+from nas.latency.calibrate import calibrate
+from nas.space.spaces import Arch
+from nas.latency.predictor import LatencyPredictor, calibration_path
+from nas.latency.validation import validate
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from nas.blocks import space_units
-from nas.space import TINY_SPACE
+from nas.space.units import space_units
+from nas.space.spaces import TINY_SPACE
 from profilers.base import ProfilerUnavailable
 from profilers.coreml import CoreMLProfiler, import_results, load_results, main, write_bundle
 from profilers.table import TableError, read_table

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from models import EfficientFormerV2
-from nas.blocks import probe_units, space_units
-from nas.space import TINY_SPACE
+from nas.space.units import probe_units, space_units
+from nas.space.spaces import TINY_SPACE
 from profilers import LatencyStats, get_profiler
 from profilers.stats import Protocol, summarize_rounds, summarize_runs
 from profilers.table import read_table

@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from nas.blocks import space_units
-from nas.space import TINY_SPACE
+from nas.space.units import space_units
+from nas.space.spaces import TINY_SPACE
 from profilers import get_profiler
 from profilers.base import main as cli_main, parse_shard, run_table, shard_specs
 from profilers.coverage import coverage_report, main as coverage_main, missing_keys

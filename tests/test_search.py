@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nas.checkpoint import load_supernet
-from nas.export import export_subnet, load_exported
-from nas.predictor import LatencyPredictor
-from nas.search import DistributedAccuracy, EvaluationCache, main
-from nas.space import TINY_SPACE, Arch
+from nas.supernet.checkpoint import load_supernet
+from nas.export.subnet import export_subnet, load_exported
+from nas.latency.predictor import LatencyPredictor
+from nas.search.runner import DistributedAccuracy, EvaluationCache, main
+from nas.space.spaces import TINY_SPACE, Arch
 
 REPO = Path(__file__).resolve().parents[1]
 

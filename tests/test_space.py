@@ -6,8 +6,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import EfficientFormerV2, create_model
-from nas.metrics import MES, count_macs, count_params
-from nas.space import DEFAULT_SPACE, TINY_SPACE, Arch, ArchError, SearchSpace, get_space
+from nas.space.metrics import MES, count_macs, count_params
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, Arch, ArchError, SearchSpace, get_space
 
 VARIANTS = ["s0", "s1", "s2", "l"]
 

@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from nas.blocks import space_units
-from nas.metrics import count_macs
-from nas.predictor import LatencyPredictor
-from nas.space import DEFAULT_SPACE, TINY_SPACE
-from nas.strategies import (Action, Objective, action_pool, best_under, nsga2_search, paper_search,
+from nas.space.units import space_units
+from nas.space.metrics import count_macs
+from nas.latency.predictor import LatencyPredictor
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
+from nas.search.strategies import (Action, Objective, action_pool, best_under, nsga2_search, paper_search,
                             random_search, within_budget)
 
 

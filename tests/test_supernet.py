@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from models import EfficientFormerV2
-from nas.space import DEFAULT_SPACE, TINY_SPACE, ArchError
-from nas.supernet import SlimmableSupernet, SwitchableBatchNorm2d
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, ArchError
+from nas.supernet.supernet import SlimmableSupernet, SwitchableBatchNorm2d
 
 
 @pytest.mark.parametrize("space", [TINY_SPACE, DEFAULT_SPACE], ids=lambda s: s.name)

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nas.checkpoint import load_supernet
-from nas.data import batches, load_dataset, to_input
-from nas.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
-from nas.space import TINY_SPACE
-from nas.train_supernet import main, sandwich_archs
+from nas.supernet.checkpoint import load_supernet
+from nas.data.datasets import batches, load_dataset, to_input
+from nas.supernet.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
+from nas.space.spaces import TINY_SPACE
+from nas.training.trainer import main, sandwich_archs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--space", "tiny", "--batch-size", "16", "--train-subset", "800", "--eval-size", "200",
@@ -65,7 +65,7 @@ def test_sandwich_is_a_function_of_seed_and_step():
 
 
 def test_evaluator_matches_the_recalibrated_standalone_subnet(randomize):
-    from nas.supernet import SlimmableSupernet
+    from nas.supernet.supernet import SlimmableSupernet
     torch.manual_seed(0)
     net = randomize(SlimmableSupernet(TINY_SPACE, num_classes=10, img_size=64), seed=1, scale=0.2)
     train = load_dataset("fashion-mnist", "train").subset(64, seed=0)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from models.efficientformer_v2 import Block, BlockConfig, EfficientFormerV2, LayerScale2d
 
-from .space import DEFAULT_SPACE, Arch, SearchSpace
+from nas.space.spaces import DEFAULT_SPACE, Arch, SearchSpace
 
 __all__ = ["SlimmableSupernet", "DynamicConv2d", "DynamicLinear", "SwitchableBatchNorm2d"]
 

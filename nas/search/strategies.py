@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from .metrics import MES, count_params
-from .space import Arch, SearchSpace
+from nas.space.metrics import MES, count_params
+from nas.space.spaces import Arch, SearchSpace
 
 __all__ = ["Action", "Objective", "Evaluation", "action_pool", "paper_search", "random_search",
            "nsga2_search", "within_budget"]
@@ -280,7 +280,7 @@ def nsga2_search(objective: Objective, space: SearchSpace, n_evals: int, seed: i
 
 def suggest_arch(trial, space: SearchSpace) -> Arch:
     """An architecture from an Optuna trial (one categorical per width, slot keep, ratio, attention)."""
-    from .space import BlockChoice
+    from nas.space.spaces import BlockChoice
     widths = tuple(trial.suggest_categorical(f"w{s}", list(space.widths[s])) for s in range(4))
     blocks = []
     for s, d in enumerate(space.max_depths):

@@ -20,7 +20,7 @@ from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, ATTN_HEADS, ATTN_K
                                        Attention2d, BlockConfig, ConvMlp, Downsample, LayerScale2d, Stem,
                                        check_img_size, stage_resolutions)
 
-from .space import Arch, SearchSpace
+from nas.space.spaces import Arch, SearchSpace
 
 __all__ = ["BlockSpec", "arch_units", "space_units", "probe_units", "KINDS"]
 

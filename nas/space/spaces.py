@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig, NetConfig
 
-from .errors import UserError
+from nas.core.errors import UserError
 
 __all__ = ["BlockChoice", "Arch", "SearchSpace", "ArchError", "DEFAULT_SPACE", "TINY_SPACE", "get_space"]
 

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import UserError
+from nas.core.errors import UserError
 
 __all__ = ["Calibration", "CalibrationError", "GROUPS", "KIND_GROUP", "MODELS", "calibration_path",
            "load_calibration"]

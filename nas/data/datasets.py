@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from nas.core.errors import UserError
 
 __all__ = ["ImageSet", "DatasetMissing", "load_dataset", "to_input", "ShardedOrder", "batches",
            "DATASETS", "REPO_SUBSET", "FMNIST_INSTALL", "MNIST_INSTALL"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_SUBSET = REPO_ROOT / "data" / "fashion_mnist_subset.npz"
 FMNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
 FMNIST_INSTALL = "apt-get install -y dataset-fashion-mnist   (Debian/Ubuntu, as root)"

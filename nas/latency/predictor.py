@@ -1,6 +1,6 @@
 """Latency predictor built on a lookup table: ``latency(arch)`` in microseconds, not minutes of measuring.
 
-    from nas.predictor import LatencyPredictor
+    from nas.latency.predictor import LatencyPredictor
     pred = LatencyPredictor.from_table("local-cpu")          # or a path to a table CSV
     pred.predict(arch)                                        # ms, one Arch / dict / JSON
     pred.predict_many(space.sample_encoded(100_000))          # vectorised (encoded archs or a list)
@@ -20,11 +20,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .blocks import BlockSpec, arch_units
-from .calibration import Calibration, calibration_path, load_calibration
-from .errors import UserError
-from .metrics import MES, count_macs, count_params
-from .space import DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
+from nas.space.units import BlockSpec, arch_units
+from nas.latency.calibration import Calibration, calibration_path, load_calibration
+from nas.core.errors import UserError
+from nas.space.metrics import MES, count_macs, count_params
+from nas.space.spaces import DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
 from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE, BlockConfig,
                                        check_img_size, stage_resolutions)
 
@@ -130,7 +130,7 @@ class LatencyPredictor:
         ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
         """
         from profilers.table import TableError, meta_path, read_table
-        from .tables import verify_host
+        from nas.latency.tables import verify_host
         path = resolve_table(path_or_device, runtime, root)
         df, meta = read_table(path)
         if not meta_path(path).exists():
@@ -351,5 +351,5 @@ def _first_int(v, default):
 
 def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=None) -> Path:
     """A table path from a path or a device name (see :func:`nas.tables.resolve_table`)."""
-    from .tables import resolve_table as _resolve
+    from nas.latency.tables import resolve_table as _resolve
     return _resolve(path_or_device, runtime, root)

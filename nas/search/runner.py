@@ -34,11 +34,12 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .checkpoint import checkpoint_file, checkpoint_space, load_checkpoint, load_supernet
-from .distributed import init_distributed
-from .errors import UserError, command
-from .space import Arch
-from .strategies import (PAPER_ACTIONS, Evaluation, Objective, Step, best_under, nsga2_search,
+from nas.supernet.checkpoint import checkpoint_file, checkpoint_space, load_checkpoint, load_supernet
+from nas.core.distributed import init_distributed
+from nas.core.cli import command
+from nas.core.errors import UserError
+from nas.space.spaces import Arch
+from nas.search.strategies import (PAPER_ACTIONS, Evaluation, Objective, Step, best_under, nsga2_search,
                          paper_search, random_search, within_budget)
 
 __all__ = ["main", "run_search", "DistributedAccuracy", "EvaluationCache"]
@@ -306,14 +307,14 @@ def _ensure_supernet(path: str) -> None:
                          f"-m nas.train_supernet --out {path}, then rerun the search")
     print(f"No trained supernet at {path}: training the default one first (python -m nas.train_supernet; "
           f"about half an hour on one CPU core). Interrupt and rerun at any time: it resumes.", flush=True)
-    from . import train_supernet
+    from nas import train_supernet
     if train_supernet.main(["--out", path, "--resume"]) not in (0, None):
         raise SearchError(f"training the default supernet into {path} failed (see above)")
 
 
 def _supernet_space(path: str):
     """The search space of the supernet at ``path``, or the default space when it is still to be trained."""
-    from .space import DEFAULT_SPACE
+    from nas.space.spaces import DEFAULT_SPACE
     ck = checkpoint_file(path)
     if not ck.exists():
         if Path(path) != Path(DEFAULT_SUPERNET):
@@ -328,8 +329,8 @@ def _prepare_table(args: argparse.Namespace, say) -> Path:
     on first use, and its probe checked against this host otherwise."""
     from profilers.devices import DeviceError, get_device
     from profilers.table import TableError
-    from .local_tables import ensure_local_table
-    from .predictor import resolve_table
+    from nas.latency.local_tables import ensure_local_table
+    from nas.latency.predictor import resolve_table
     allow = args.allow_foreign_table or None
     if Path(args.target).suffix == ".csv" or os.environ.get("EFFV2_TABLES"):
         return resolve_table(args.target, args.runtime)
@@ -346,8 +347,8 @@ def _prepare_table(args: argparse.Namespace, say) -> Path:
 
 
 def run_search(args: argparse.Namespace) -> dict | None:
-    from .evaluate import SubnetEvaluator
-    from .predictor import LatencyPredictor
+    from nas.supernet.evaluate import SubnetEvaluator
+    from nas.latency.predictor import LatencyPredictor
 
     say0 = (lambda *a: print(*a, flush=True)) if int(os.environ.get("RANK", "0")) == 0 else (lambda *a: None)
     try:                                    # before any training: a missing table is the first thing to say
@@ -396,7 +397,7 @@ def run_search(args: argparse.Namespace) -> dict | None:
 
 
 def _search_rank0(args, pred, table, net, meta, evaluator, final, pool, world, say) -> dict:
-    from profilers.files import Busy, exclusive
+    from nas.core.files import Busy, exclusive
     dev, rt = pred.meta.get("device", args.target), pred.meta.get("runtime", args.runtime)
     out = Path(args.out_dir or f"runs/search/{dev}.{rt}")
     out.mkdir(parents=True, exist_ok=True)
@@ -534,7 +535,7 @@ def _search_in(args, pred, table, net, meta, evaluator, final, pool, world, say,
         (out / "best_arch.json").write_text(main_pick.arch.to_json(indent=1))
         summary["best_arch"] = str(out / "best_arch.json")
         if args.export:
-            from .export import export_subnet
+            from nas.export.subnet import export_subnet
             say(f"Exporting the chosen arch to {out / 'export'} ({args.formats}) ...")
             rep = export_subnet(net, main_pick.arch, out / "export", calib_batches=evaluator.calib,
                                 formats=[f.strip() for f in args.formats.split(",") if f.strip()])
@@ -552,13 +553,13 @@ def _measure_picks(args, pred, dev, rt, out, results, reference, summary, say) -
     """Measure the picks (and S0) end to end on the target's runtime, as deployed (the table's resolution
     and classes, random weights: latency does not depend on them), where that runtime can run here."""
     from profilers.base import ProfilerUnavailable
-    from .measure import make_profiler, measure_archs
+    from nas.latency.measure import make_profiler, measure_archs
     picks = {n: r["chosen"] for n, r in results.items() if r["chosen"] is not None}
     if reference is not None:
         picks["reference_s0"] = reference
     if not picks:
         return
-    from .tables import is_local
+    from nas.latency.tables import is_local
     if not is_local(pred.meta):
         say(f"Picks not measured end to end: {dev} is not this machine, and its latencies are measured there")
         return

@@ -9,25 +9,29 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from nas.errors import UserError
+from nas.core.errors import UserError
 
-__all__ = ["atomic_write_text", "exclusive", "Busy"]
+__all__ = ["atomic_open", "atomic_write_text", "exclusive", "Busy"]
 
 
 class Busy(UserError, RuntimeError):
     """Another process holds the lock of an output (the message names it and what to do)."""
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a uniquely named temporary file beside ``path``, fsync it, then rename it over
-    ``path``: readers see the old content or the new one, never a torn file, and two writers never share
-    a temporary file."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w"):
+    """Open a uniquely named temporary file beside ``path`` for writing (``"w"`` text, ``"wb"`` binary);
+    when the block ends without an error it is fsynced and renamed over ``path``, otherwise removed.
+    Readers see the old content or the new one, never a torn file, and two writers never share a
+    temporary file. The one owner of atomic writes: text, tables, checkpoints, figures."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({"newline": ""} if mode == "w" else {})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -35,7 +39,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_open`)."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    return Path(path)
 
 
 @contextlib.contextmanager

@@ -17,9 +17,9 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_supernet
-from .space import Arch
-from .supernet import SlimmableSupernet, SwitchableBatchNorm2d
+from nas.supernet.checkpoint import load_supernet
+from nas.space.spaces import Arch
+from nas.supernet.supernet import SlimmableSupernet, SwitchableBatchNorm2d
 
 __all__ = ["recalibrate_bn", "accuracy", "SubnetEvaluator", "load_supernet"]
 
@@ -92,7 +92,7 @@ class SubnetEvaluator:
                      **kw) -> "SubnetEvaluator":
         """Calibration batches from a fixed random draw of the training split, held-out images from the
         test split (``heldout`` of them from position ``heldout_start``; all the rest if None)."""
-        from .data import batches, load_dataset
+        from nas.data.datasets import batches, load_dataset
         train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
         test = load_dataset(dataset, "test")
         if heldout_start:

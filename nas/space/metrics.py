@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .blocks import arch_units
-from .space import Arch
+from nas.space.units import arch_units
+from nas.space.spaces import Arch
 
 __all__ = ["count_params", "count_macs", "MES"]
 

@@ -1,7 +1,7 @@
 """Export a searched architecture: a standalone PyTorch model holding the supernet's weights, and ONNX,
 TFLite and Core ML files made from it, each loaded back and checked.
 
-    from nas.export import export_subnet, load_exported
+    from nas.export.subnet import export_subnet, load_exported
     report = export_subnet(supernet, arch, "runs/search/out/export", calib_batches=evaluator.calib)
     model = load_exported("runs/search/out/export/model.pt")      # an EfficientFormerV2, eval mode
 
@@ -22,10 +22,10 @@ import torch
 
 from models.efficientformer_v2 import EfficientFormerV2
 from profilers.base import ProfilerUnavailable
-from .checkpoint import safe_load
-from .evaluate import recalibrate_bn
-from .space import Arch
-from .supernet import SlimmableSupernet
+from nas.supernet.checkpoint import safe_load
+from nas.supernet.evaluate import recalibrate_bn
+from nas.space.spaces import Arch
+from nas.supernet.supernet import SlimmableSupernet
 
 __all__ = ["FORMATS", "export_subnet", "load_exported", "ExportError"]
 

@@ -20,8 +20,8 @@ from models import EfficientFormerV2
 from profilers.batch import measure_modules
 from profilers.probe import Probe
 
-from .blocks import probe_units
-from .space import Arch
+from nas.space.units import probe_units
+from nas.space.spaces import Arch
 
 __all__ = ["make_profiler", "measure_archs", "fidelity", "network_cli"]
 

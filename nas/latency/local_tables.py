@@ -19,11 +19,11 @@ from profilers.devices import get_device
 from profilers.probe import DEFAULT_TOLERANCE
 from profilers.table import existing_keys, read_meta, table_path
 
-from .blocks import probe_units, space_units
-from .calibrate import calibrate, format_report
-from .calibration import calibration_path
-from .space import SearchSpace
-from .tables import verify_host
+from nas.space.units import probe_units, space_units
+from nas.latency.calibrate import calibrate, format_report
+from nas.latency.calibration import calibration_path
+from nas.space.spaces import SearchSpace
+from nas.latency.tables import verify_host
 
 __all__ = ["ensure_local_table"]
 

@@ -23,7 +23,7 @@ from profilers.host import differences, fingerprint
 from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck, check_probe
 from profilers.table import TableError, table_path, tables_dir
 
-from .blocks import probe_units
+from nas.space.units import probe_units
 
 __all__ = ["resolve_table", "verify_host", "check_host", "measure_probe", "ForeignTableError", "ForeignTableWarning",
            "HostCheck", "is_local", "profile_command", "ALLOW_ENV"]

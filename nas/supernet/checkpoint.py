@@ -1,15 +1,14 @@
 """Supernet checkpoints: written atomically, self-describing (space, image size, classes)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .space import SearchSpace, get_space
-from .supernet import SlimmableSupernet
+from nas.core.errors import UserError
+from nas.core.files import atomic_open
+from nas.space.spaces import SearchSpace, get_space
+from nas.supernet.supernet import SlimmableSupernet
 
 __all__ = ["atomic_save", "checkpoint_file", "checkpoint_space", "load_checkpoint", "load_supernet", "supernet_meta",
            "safe_load", "CheckpointError"]
@@ -54,22 +53,11 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> dict:
 
 
 def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: a kill at
-    any moment leaves either the old checkpoint or the new one, never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """``torch.save`` atomically (:func:`nas.core.files.atomic_open`): a kill at any moment leaves either
+    the old checkpoint or the new one, never a torn file."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def supernet_meta(net: SlimmableSupernet, **extra) -> dict:

@@ -1,0 +1,4 @@
+"""``python -m nas.calibrate``."""
+from nas.latency.calibrate import main
+
+__all__ = ["main"]

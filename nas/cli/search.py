@@ -1,0 +1,4 @@
+"""``python -m nas.search``."""
+from nas.search.runner import main
+
+__all__ = ["main"]

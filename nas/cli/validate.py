@@ -1,0 +1,4 @@
+"""``python -m nas.validate``."""
+from nas.latency.validation import main
+
+__all__ = ["main"]

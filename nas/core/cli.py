@@ -1,0 +1,83 @@
+"""Command-line plumbing shared by every command (``nas.cli`` and the profilers' plugins):
+
+- argparse types that refuse impossible values with a message instead of a traceback later;
+- :func:`add_common_args`: ``--debug``, ``-v/--verbose``, ``-q/--quiet``, ``--no-progress``;
+- :func:`command`: the one error-to-exit-code path. A :class:`~nas.core.errors.UserError` becomes
+  ``error: <message>`` on stderr and exit code 2 (``--debug`` shows the traceback instead), and the
+  library's log records are shown for the duration of the command (:func:`nas.core.logs.console`).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from typing import Callable, Sequence
+
+from nas.core.errors import UserError
+from nas.core.logs import console
+
+__all__ = ["positive_int", "nonnegative_int", "positive_float", "fraction", "add_common_args", "command"]
+
+
+def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], what: str, rule: str):
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return v
+    parse.__name__ = f"{rule} {what}"
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "a whole number", "at least 1")
+nonnegative_int = _checked(int, lambda v: v >= 0, "a whole number", "0 or more")
+positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a number", "a finite number above 0")
+fraction = _checked(float, lambda v: math.isfinite(v) and 0 <= v <= 1, "a number", "between 0 and 1")
+
+
+def add_common_args(ap: argparse.ArgumentParser, progress: bool = True) -> argparse.ArgumentParser:
+    """The arguments every command takes (``--debug`` is read by :func:`command` before parsing)."""
+    g = ap.add_argument_group("common")
+    g.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    if progress:
+        g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def _verbosity(argv: list[str]) -> int:
+    if "-q" in argv or "--quiet" in argv:
+        return -1
+    n = 0
+    for a in argv:
+        if a == "--verbose":
+            n += 1
+        elif len(a) > 1 and a[0] == "-" and a[1:] == "v" * (len(a) - 1):
+            n += len(a) - 1
+    return n
+
+
+def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a command's ``main(argv)``: log records shown while it runs, a :class:`UserError` turned into
+    ``error: <message>`` on stderr and exit code 2, unless ``--debug`` is among the arguments (then it
+    propagates with its traceback)."""
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in argv
+        if debug:
+            argv.remove("--debug")
+        with console(_verbosity(argv)):
+            try:
+                return main(argv)
+            except UserError as e:
+                if debug:
+                    raise
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+    return wrapper

@@ -1,0 +1,83 @@
+"""Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
+
+    python -m nas.calibrate --target local-cpu            # S0, S1, S2, L + 8 random subnets
+
+The networks are measured with the table's own runtime and protocol, interleaved with the probe units
+and put on the table's scale (resumable: measurements are kept in ``runs/calibrate/``). The calibration
+(:mod:`nas.calibration`: non-negative, fitted on relative error, the simplest model that its
+leave-one-out error supports, clipped to the measured range) is printed with its errors and written
+beside the table as ``*.calibration.json``, where :meth:`nas.predictor.LatencyPredictor.from_table`
+picks it up.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nas.core.files import atomic_write_text
+
+from nas.latency.calibration import Calibration, calibration_path
+from nas.core.cli import command
+from nas.core.errors import UserError
+from nas.latency.measure import make_profiler, measure_archs, network_cli
+from nas.latency.predictor import LatencyPredictor, MissingLatencyError, resolve_table
+
+VARIANTS = ("s0", "s1", "s2", "l")
+
+
+def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: int = 0,
+              threads: int | None = None, out_dir: str | Path = "runs/calibrate", root=None,
+              progress: bool = True, allow_foreign: bool | None = None) -> Calibration:
+    """Measure S0/S1/S2/L (those in the table's space) and ``n_random`` random subnets, fit, store."""
+    path = resolve_table(target, runtime, root)
+    pred = LatencyPredictor.from_table(path, calibrated=False, allow_foreign=allow_foreign)
+    space = pred.space
+    archs = [space.canonical(v) for v in VARIANTS if space.fits(v)]
+    archs += [space.sample(seed * 100_003 + i) for i in range(n_random)]
+    missing = pred.missing_keys(archs)
+    if missing:
+        raise MissingLatencyError(missing, pred._hint())
+    device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
+    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"))
+    out_csv = Path(out_dir) / f"{Path(path).name.removesuffix('.csv')}.networks.csv"
+    rows = measure_archs(archs, profiler, out_csv, pred.img_size, pred.num_classes, desc="calibration networks",
+                         probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"), progress=progress)
+    groups = np.array([pred.group_sums(a)[0] for a in archs])
+    cal = Calibration.fit(groups, rows["p50_ms"].to_numpy(), archs=[a.to_dict() for a in archs])
+    atomic_write_text(calibration_path(path), json.dumps(cal.to_dict(), indent=1))
+    return cal
+
+
+def format_report(cal: Calibration) -> str:
+    r = cal.report
+    loo = "  ".join(f"{m} {v:.2f}%" for m, v in r["loo_mape_pct"].items())
+    return "\n".join([
+        f"calibration on {cal.n} networks, model '{cal.model}': {cal.describe()}",
+        f"leave-one-out MAPE per model: {loo}   (the simplest within 10% of the best is kept)",
+        f"sum of blocks alone: MAPE {r['uncalibrated_mape_pct']:.2f}% (bias {r['uncalibrated_bias_pct']:+.2f}%)",
+        f"calibrated fit:      MAPE {r['calibrated_mape_pct']:.2f}% (max {r['calibrated_max_abs_err_pct']:.2f}%)",
+    ])
+
+
+@command
+def main(argv=None) -> int:
+    ap = network_cli("python -m nas.calibrate", __doc__, 8, "random subnets besides S0/S1/S2/L (default 8)",
+                     0, "runs/calibrate")
+    args = ap.parse_args(argv)
+    try:
+        cal = calibrate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir,
+                        progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
+    except UserError:
+        raise                                 # one line, or the traceback with --debug (see nas.errors.command)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(cal))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

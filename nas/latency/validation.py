@@ -1,0 +1,239 @@
+"""Check the latency predictor against end-to-end measurements, beside the host's own repeatability.
+
+    python -m nas.validate --target local-cpu --n 100     # 100 random subnets, 20 of them measured twice
+    python -m nas.validate --quick                         # under a minute: does the table still hold here?
+
+The full validation samples ``--n`` random subnets of the table's space (none used for calibration),
+measures each end to end on the table's runtime (interleaved with the probe, on the table's scale,
+resumable), predicts them, and prints MAPE, the share within ±5 % and ±10 %, and Spearman's rank
+correlation. Then it measures the first ``--repeat`` of them again, minutes after the first time: how
+well the host agrees with itself (the **repeatability ceiling**) is printed beside the predictor's
+figures, because no predictor can beat it. Writes the pairs as CSV and a predicted-vs-measured plot.
+
+``--quick`` re-measures the probe units and a handful of networks and says, with numbers, whether the
+table still holds on this host: the fingerprint (another machine, a runtime upgrade), the probe (another
+machine of the same name, drift, throttling) and the networks' errors (a calibration gone stale).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
+
+from nas.core.cli import command
+from nas.core.errors import UserError
+from nas.latency.measure import fidelity, make_profiler, measure_archs, network_cli
+from nas.latency.predictor import LatencyPredictor, resolve_table
+from nas.latency.tables import check_host, profile_command
+
+__all__ = ["validate", "quick_check", "repeatability", "QuickReport"]
+
+VALIDATION_SEED = 10_000        # disjoint from the calibration seeds
+QUICK_N = 6
+QUICK_MAX_MAPE = 10.0           # percent: above this the quick check says the table no longer holds
+
+
+def _held_out_archs(pred: LatencyPredictor, n: int, seed: int) -> list:
+    held_out = {json.dumps(a) for a in pred.calibration.archs} if pred.calibration else set()
+    archs, i = [], 0
+    while len(archs) < n:
+        a = pred.space.sample(seed * 100_003 + i)
+        i += 1
+        if json.dumps(a.to_dict()) not in held_out:
+            archs.append(a)
+    return archs
+
+
+def repeatability(first, second) -> dict:
+    """How well two measurements of the same networks agree: share within ±5 % / ±10 % of each other
+    (relative to the first), mean and max absolute difference, and the mean ratio (drift)."""
+    a, b = np.asarray(first, float), np.asarray(second, float)
+    d = (b - a) / a
+    return {"n": int(len(a)), "within_5_pct": float(np.mean(np.abs(d) <= 0.05) * 100),
+            "within_10_pct": float(np.mean(np.abs(d) <= 0.10) * 100),
+            "mean_abs_diff_pct": float(np.mean(np.abs(d)) * 100), "max_abs_diff_pct": float(np.max(np.abs(d)) * 100),
+            "second_vs_first_pct": float(np.mean(d) * 100)}
+
+
+def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = VALIDATION_SEED,
+             threads: int | None = None, out_dir: str | Path = "runs/validate", root=None,
+             predictor: LatencyPredictor | None = None, repeat: int = 20, progress: bool = True,
+             allow_foreign: bool | None = None) -> dict:
+    """Measure ``n`` held-out random subnets, compare with the predictor, and measure the first
+    ``repeat`` of them a second time for the repeatability ceiling. Returns the report dict."""
+    path = resolve_table(target, runtime, root)
+    pred = predictor or LatencyPredictor.from_table(path, allow_foreign=allow_foreign)
+    archs = _held_out_archs(pred, n, seed)
+    predicted = pred.predict_many(archs)            # raises on missing keys before any measuring
+    device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
+    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"))
+    ref = (pred.meta.get("probe") or {}).get("p50_ms")
+    stem = Path(path).name.removesuffix(".csv")
+    out = Path(out_dir)
+    rows = measure_archs(archs, profiler, out / f"{stem}.networks.csv", pred.img_size, pred.num_classes,
+                         desc="validation networks", probe_reference=ref, progress=progress)
+    measured = rows["p50_ms"].to_numpy()
+    rows["predicted_ms"] = predicted
+    report = fidelity(predicted, measured)
+    report["calibrated"] = pred.calibration is not None
+    factors = rows["probe_factor"].to_numpy(float) if "probe_factor" in rows else np.array([])
+    if len(factors) and np.isfinite(factors).any() and (np.nan_to_num(factors, nan=1.0) != 1.0).any():
+        report["host_speed_vs_table_pct"] = [float((np.nanmin(factors) - 1) * 100), float((np.nanmax(factors) - 1) * 100)]
+    k = min(int(repeat), len(archs))
+    if k >= 2:
+        again = measure_archs(archs[:k], profiler, out / f"{stem}.networks-repeat.csv", pred.img_size,
+                              pred.num_classes, desc="the same networks again", probe_reference=ref,
+                              progress=progress)
+        rows["repeat_ms"] = list(again["p50_ms"]) + [np.nan] * (len(rows) - k)
+        report["ceiling"] = repeatability(measured[:k], again["p50_ms"].to_numpy())
+    rows.to_csv(out / f"{stem}.validation.csv", index=False)
+    report["plot"] = str(plot(predicted, measured, out / f"{stem}.validation.png", report, stem))
+    return report
+
+
+def plot(predicted, measured, path: Path, report: dict, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    lo, hi = float(min(np.min(predicted), np.min(measured))) * 0.9, float(max(np.max(predicted), np.max(measured))) * 1.1
+    xs = np.linspace(lo, hi, 10)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.12, label="±10 %")
+    ax.fill_between(xs, xs * 0.95, xs * 1.05, color="tab:green", alpha=0.2, label="±5 %")
+    ax.plot(xs, xs, "k--", lw=0.8)
+    ax.scatter(measured, predicted, s=12, color="tab:blue", label=f"{report['n']} random subnets")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ceiling = report.get("ceiling")
+    extra = (f"\nhost vs itself ({ceiling['n']} nets, minutes apart): ±5%: {ceiling['within_5_pct']:.0f}%  "
+             f"±10%: {ceiling['within_10_pct']:.0f}%" if ceiling else "")
+    ax.set_title(f"{title}\nMAPE {report['mape_pct']:.2f}%  ±5%: {report['within_5_pct']:.0f}%  "
+                 f"±10%: {report['within_10_pct']:.0f}%  ρ={report['spearman']:.3f}{extra}", fontsize=8)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class QuickReport:
+    """What ``python -m nas.validate --quick`` found, and its verdict."""
+    table: str
+    holds: bool
+    reasons: list[str] = field(default_factory=list)
+    probe: ProbeCheck | None = None
+    networks: dict | None = None
+    raw_networks: dict | None = None
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        lines = [f"table {self.table}"]
+        if self.probe:
+            lines.append(f"  {self.probe.describe()}")
+        if self.networks:
+            r, raw = self.networks, self.raw_networks or {}
+            lines.append(f"  {r['n']} networks end to end: MAPE {r['mape_pct']:.2f}%, within ±5% {r['within_5_pct']:.0f}%, "
+                         f"within ±10% {r['within_10_pct']:.0f}% (on the table's scale; as measured now: MAPE "
+                         f"{raw.get('mape_pct', float('nan')):.2f}%, bias {raw.get('bias_pct', float('nan')):+.2f}%)")
+        verdict = ("HOLDS on this host" if self.holds else "does NOT hold on this host: " + "; ".join(self.reasons))
+        lines.append(f"verdict: the table {verdict}  [{self.seconds:.0f} s]")
+        return "\n".join(lines)
+
+
+def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = QUICK_N,
+                tolerance: float = DEFAULT_TOLERANCE, max_mape: float = QUICK_MAX_MAPE, root=None,
+                progress: bool = False) -> QuickReport:
+    """Re-measure the probe and ``n`` networks (under a minute on a CPU) and judge whether the table
+    still describes this host. Never raises for a foreign table: that is a verdict."""
+    import time
+    t0 = time.perf_counter()
+    path = resolve_table(target, runtime, root)
+    pred = LatencyPredictor.from_table(path, verify="none")
+    rep = QuickReport(str(path), True)
+    meta = pred.meta
+    host = check_host(path, meta, probe=True, tolerance=tolerance)
+    ref = (meta.get("probe") or {}).get("p50_ms")
+    device, rt = meta.get("device", target), meta.get("runtime", runtime)
+    if host.differences:
+        rep.holds = False
+        rep.reasons.append("another host or runtime: " + "; ".join(host.differences))
+    rep.probe = host.probe
+    if rep.probe is not None and not rep.probe.ok:
+        rep.holds = False
+        rep.reasons.append(f"the probe moved beyond ±{100 * tolerance:.0f}% (another machine, a busier or "
+                           f"throttled one, or another runtime build)")
+    archs = _held_out_archs(pred, n, VALIDATION_SEED + 1)
+    profiler = make_profiler(device, rt, meta.get("threads"))
+    with tempfile.TemporaryDirectory() as d:
+        rows = measure_archs(archs, profiler, Path(d) / "quick.csv", pred.img_size, pred.num_classes,
+                             desc="quick check", probe_reference=ref, progress=progress, batch_size=n)
+    predicted = pred.predict_many(archs)
+    rep.networks = fidelity(predicted, rows["p50_ms"].to_numpy())
+    raw = rows["p50_ms"].to_numpy() * rows["probe_factor"].to_numpy(float)
+    rep.raw_networks = fidelity(predicted, raw)
+    if rep.networks["mape_pct"] > max_mape:
+        rep.holds = False
+        rep.reasons.append(f"networks are predicted with MAPE {rep.networks['mape_pct']:.1f}% > {max_mape:.0f}% "
+                           f"(re-profile or re-calibrate: {profile_command(meta)})")
+    if not rep.holds and all("re-profile" not in r for r in rep.reasons):
+        rep.reasons.append(f"profile this host again with {profile_command(meta)}")
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{r['n']} held-out random subnets ({'calibrated' if r['calibrated'] else 'uncalibrated: run nas.calibrate'})",
+             f"predictor:        MAPE {r['mape_pct']:.2f}%   within ±5%: {r['within_5_pct']:.1f}%   within ±10%: "
+             f"{r['within_10_pct']:.1f}%   Spearman {r['spearman']:.4f}   bias {r['bias_pct']:+.2f}%"]
+    c = r.get("ceiling")
+    if c:
+        lines.append(f"host vs itself:   {c['n']} of them measured again minutes later: within ±5%: "
+                     f"{c['within_5_pct']:.1f}%   within ±10%: {c['within_10_pct']:.1f}%   mean |diff| "
+                     f"{c['mean_abs_diff_pct']:.2f}%   (the repeatability ceiling: no predictor can beat it)")
+    if r.get("host_speed_vs_table_pct"):
+        lo, hi = r["host_speed_vs_table_pct"]
+        lines.append(f"host speed during the run vs the table's probe: {lo:+.1f}% .. {hi:+.1f}% (corrected)")
+    lines.append(f"plot: {r['plot']}")
+    return "\n".join(lines)
+
+
+@command
+def main(argv=None) -> int:
+    ap = network_cli("python -m nas.validate", __doc__, 100, "random subnets to measure (default 100)",
+                     VALIDATION_SEED, "runs/validate")
+    ap.add_argument("--repeat", type=int, default=20,
+                    help="measure this many of them a second time, for the repeatability ceiling (default 20)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"re-measure the probe and {QUICK_N} networks (under a minute) and say whether the table "
+                         f"still holds on this host")
+    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                    help="--quick: how far a probe unit may move (default %(default)s)")
+    args = ap.parse_args(argv)
+    try:
+        if args.quick:
+            rep = quick_check(args.target, args.runtime, tolerance=args.tolerance, progress=not args.no_progress)
+            print(rep.describe())
+            return 0 if rep.holds else 1
+        r = validate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir, repeat=args.repeat,
+                     progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
+    except UserError:
+        raise                                 # one line, or the traceback with --debug (see nas.errors.command)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
