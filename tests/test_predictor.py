@@ -2,12 +2,14 @@ import json
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nas.space.units import arch_units, space_units
 from nas.space.metrics import MES, count_params
 from nas.latency.predictor import Calibration, LatencyPredictor, MissingLatencyError
-from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
+from profilers.table import COLUMNS, write_meta
 
 
 def random_table(space, img_size=224, seed=0):
@@ -108,3 +110,21 @@ def test_bad_input_is_rejected_clearly():
         pred.predict(DEFAULT_SPACE.canonical("s0"))
     with pytest.raises(ValueError, match="fallback"):
         LatencyPredictor({}, TINY_SPACE, fallback="zero")
+
+
+def test_a_table_of_a_space_read_from_json_loads_without_naming_the_space(tmp_path):
+    """The table's metadata carries the whole space description, as supernet checkpoints do."""
+    spec = {**TINY_SPACE.to_dict(), "name": "my-space", "widths": [[16], [32], [48, 64], [96]]}
+    (tmp_path / "my-space.json").write_text(json.dumps(spec))
+    space = get_space(str(tmp_path / "my-space.json"))
+    rows = [{**{c: 0 for c in COLUMNS}, **u.to_dict(), "attn": int(u.attn), "p50_ms": v, "p10_ms": v, "p90_ms": v, "mean_ms": v,
+             "std_ms": 0.0, "cv": 0.0, "n": 5, "threads": 1, "measured_at": "2026-01-01T00:00:00"}
+            for u, v in ((u, 0.1 + 0.01 * i) for i, u in enumerate(space_units(space, 64, 10)))]
+    path = tmp_path / "ref-x.onnxruntime.csv"
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    write_meta(path, {"device": "ref-x", "runtime": "onnxruntime", "space": space.name,
+                      "space_def": space.to_dict(), "img_size": 64, "num_classes": 10})
+    pred = LatencyPredictor.from_table(path, verify="none")
+    assert isinstance(pred.space, SearchSpace) and pred.space.to_dict() == space.to_dict()
+    assert pred.img_size == 64 and pred.num_classes == 10
+    assert pred.predict(space.max_arch()) > pred.predict(space.min_arch()) > 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nas.latency.calibrate import calibrate
-from nas.space.spaces import Arch
+from nas.space.arch import Arch
 from nas.latency.predictor import LatencyPredictor, calibration_path
 from nas.latency.validation import validate
 

@@ -7,7 +7,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models import EfficientFormerV2, create_model
 from nas.space.metrics import MES, count_macs, count_params
-from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, Arch, ArchError, SearchSpace, get_space
+from nas.space.arch import Arch, ArchError
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, get_space
 
 VARIANTS = ["s0", "s1", "s2", "l"]
 
@@ -75,10 +76,10 @@ def test_analytic_params_and_macs_equal_the_built_model(img_size):
     for arch in archs:
         for distill in (True, False):
             net = EfficientFormerV2(arch.net_config(num_classes=100, distillation=distill), img_size=img_size).eval()
-            assert count_params(arch, 100, img_size, distill) == sum(p.numel() for p in net.parameters())
+            assert count_params(arch, img_size=img_size, num_classes=100, distillation=distill) == sum(p.numel() for p in net.parameters())
             with FlopCounterMode(display=False) as fc, torch.no_grad():
                 net(torch.randn(1, 3, img_size, img_size))
-            assert 2 * count_macs(arch, img_size, 100, distill) == fc.get_total_flops()
+            assert 2 * count_macs(arch, img_size=img_size, num_classes=100, distillation=distill) == fc.get_total_flops()
 
 
 def test_paper_macs_are_reproduced():

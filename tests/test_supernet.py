@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from models import EfficientFormerV2
-from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, ArchError
-from nas.supernet.supernet import SlimmableSupernet, SwitchableBatchNorm2d
+from nas.space.arch import ArchError
+from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
+from nas.supernet.elastic import SwitchableBatchNorm2d
+from nas.supernet.supernet import SlimmableSupernet
 
 
 @pytest.mark.parametrize("space", [TINY_SPACE, DEFAULT_SPACE], ids=lambda s: s.name)

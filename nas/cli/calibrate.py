@@ -1,4 +1,28 @@
-"""``python -m nas.calibrate``."""
-from nas.latency.calibrate import main
+"""Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
+
+    python -m nas.calibrate --target local-cpu            # S0, S1, S2, L + 8 random subnets
+"""
+from __future__ import annotations
+
+import sys
+
+from nas.cli.common import network_parser
+from nas.core.cli import command
+from nas.latency.calibrate import calibrate, format_report
 
 __all__ = ["main"]
+
+
+@command
+def main(argv=None) -> int:
+    ap = network_parser("python -m nas.calibrate", __doc__, 8, "random subnets besides S0/S1/S2/L (default 8)",
+                        0, "runs/calibrate")
+    args = ap.parse_args(argv)
+    cal = calibrate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir,
+                    progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
+    print(format_report(cal))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

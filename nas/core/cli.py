@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 from nas.core.errors import UserError
 from nas.core.logs import console
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "fraction", "add_common_args", "command"]
+__all__ = ["positive_int", "nonnegative_int", "positive_float", "fraction", "img_size", "add_common_args",
+           "command"]
 
 
 def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], what: str, rule: str):
@@ -37,6 +38,7 @@ positive_int = _checked(int, lambda v: v >= 1, "a whole number", "at least 1")
 nonnegative_int = _checked(int, lambda v: v >= 0, "a whole number", "0 or more")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a number", "a finite number above 0")
 fraction = _checked(float, lambda v: math.isfinite(v) and 0 <= v <= 1, "a number", "between 0 and 1")
+img_size = _checked(int, lambda v: v >= 32 and v % 32 == 0, "a whole number", "a positive multiple of 32")
 
 
 def add_common_args(ap: argparse.ArgumentParser, progress: bool = True) -> argparse.ArgumentParser:

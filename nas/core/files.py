@@ -14,6 +14,15 @@ from nas.core.errors import UserError
 __all__ = ["atomic_open", "atomic_write_text", "exclusive", "Busy"]
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 class Busy(UserError, RuntimeError):
     """Another process holds the lock of an output (the message names it and what to do)."""
 
@@ -30,6 +39,7 @@ def atomic_open(path: str | Path, mode: str = "w"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _FILE_MODE)             # as open() would create it (mkstemp makes it private)
         with os.fdopen(fd, mode, **({"newline": ""} if mode == "w" else {})) as f:
             yield f
             f.flush()

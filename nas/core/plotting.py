@@ -2,11 +2,10 @@
 figures written atomically (a killed run never leaves half a PNG)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from nas.core.errors import UserError
+from nas.core.files import atomic_open
 
 __all__ = ["pyplot", "save_figure"]
 
@@ -26,15 +25,9 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save ``fig`` to ``path`` through a temporary file in the same folder, then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     finally:
         pyplot().close(fig)
     return path

@@ -1,29 +1,25 @@
 """Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
 
-    python -m nas.calibrate --target local-cpu            # S0, S1, S2, L + 8 random subnets
-
-The networks are measured with the table's own runtime and protocol, interleaved with the probe units
-and put on the table's scale (resumable: measurements are kept in ``runs/calibrate/``). The calibration
-(:mod:`nas.calibration`: non-negative, fitted on relative error, the simplest model that its
-leave-one-out error supports, clipped to the measured range) is printed with its errors and written
-beside the table as ``*.calibration.json``, where :meth:`nas.predictor.LatencyPredictor.from_table`
-picks it up.
+The networks (S0/S1/S2/L where the space holds them, and random subnets) are measured with the table's
+own runtime and protocol, interleaved with the probe units and put on the table's scale (resumable:
+measurements are kept in ``runs/calibrate/``). The calibration (:mod:`nas.latency.calibration`:
+non-negative, fitted on relative error, the simplest model that its leave-one-out error supports, clipped
+to the measured range) is written beside the table as ``*.calibration.json``, where
+:meth:`nas.latency.predictor.LatencyPredictor.from_table` picks it up. Command: ``python -m nas.calibrate``.
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from nas.core.files import atomic_write_text
-
 from nas.latency.calibration import Calibration, calibration_path
-from nas.core.cli import command
-from nas.core.errors import UserError
-from nas.latency.measure import make_profiler, measure_archs, network_cli
+from nas.latency.measure import make_profiler, measure_archs
 from nas.latency.predictor import LatencyPredictor, MissingLatencyError, resolve_table
+
+__all__ = ["calibrate", "format_report", "VARIANTS"]
 
 VARIANTS = ("s0", "s1", "s2", "l")
 
@@ -39,7 +35,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     archs += [space.sample(seed * 100_003 + i) for i in range(n_random)]
     missing = pred.missing_keys(archs)
     if missing:
-        raise MissingLatencyError(missing, pred._hint())
+        raise MissingLatencyError(missing, pred.fill_hint())
     device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
     profiler = make_profiler(device, rt, threads or pred.meta.get("threads"))
     out_csv = Path(out_dir) / f"{Path(path).name.removesuffix('.csv')}.networks.csv"
@@ -60,24 +56,3 @@ def format_report(cal: Calibration) -> str:
         f"sum of blocks alone: MAPE {r['uncalibrated_mape_pct']:.2f}% (bias {r['uncalibrated_bias_pct']:+.2f}%)",
         f"calibrated fit:      MAPE {r['calibrated_mape_pct']:.2f}% (max {r['calibrated_max_abs_err_pct']:.2f}%)",
     ])
-
-
-@command
-def main(argv=None) -> int:
-    ap = network_cli("python -m nas.calibrate", __doc__, 8, "random subnets besides S0/S1/S2/L (default 8)",
-                     0, "runs/calibrate")
-    args = ap.parse_args(argv)
-    try:
-        cal = calibrate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir,
-                        progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
-    except UserError:
-        raise                                 # one line, or the traceback with --debug (see nas.errors.command)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_report(cal))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from profilers import get_profiler
-from profilers.base import run_table
+from profilers.runner import run_table
 from profilers.devices import get_device
 from profilers.probe import DEFAULT_TOLERANCE
 from profilers.table import existing_keys, read_meta, table_path

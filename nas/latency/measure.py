@@ -6,7 +6,6 @@ with the same profiler plugin and protocol as the table's blocks.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
@@ -17,37 +16,20 @@ import numpy as np
 import pandas as pd
 
 from models import EfficientFormerV2
+from nas.space.arch import Arch
+from nas.space.units import probe_units
+from profilers import get_profiler
 from profilers.batch import measure_modules
+from profilers.devices import get_device
 from profilers.probe import Probe
 
-from nas.space.units import probe_units
-from nas.space.spaces import Arch
-
-__all__ = ["make_profiler", "measure_archs", "fidelity", "network_cli"]
+__all__ = ["make_profiler", "measure_archs", "fidelity", "archs_from_csv"]
 
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
 
 
-def network_cli(prog: str, doc: str, n: int, n_help: str, seed: int, out_dir: str) -> argparse.ArgumentParser:
-    """The command line shared by the commands that measure networks on a table's runtime
-    (``nas.calibrate``, ``nas.validate``)."""
-    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
-    ap.add_argument("--target", default="local-cpu", help="device name or table CSV path (default: local-cpu)")
-    ap.add_argument("--runtime", help="runtime of the table when the device has several")
-    ap.add_argument("--n", type=int, default=n, help=n_help)
-    ap.add_argument("--seed", type=int, default=seed)
-    ap.add_argument("--threads", type=int, help="override the device's thread count")
-    ap.add_argument("--out-dir", default=out_dir)
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
-    ap.add_argument("--allow-foreign-table", action="store_true",
-                    help="use a local device's table measured on another host anyway (with a loud warning)")
-    return ap
-
-
 def make_profiler(device: str, runtime: str | None = None, threads: int | None = None):
     """The profiler plugin instance for ``device`` (and ``runtime``, default the device's own)."""
-    from profilers import get_profiler
-    from profilers.devices import get_device
     dev = get_device(device)
     rt = runtime or dev.runtime
     return get_profiler(rt)(dev, threads=threads)

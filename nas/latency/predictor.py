@@ -6,7 +6,7 @@
     pred.predict_many(space.sample_encoded(100_000))          # vectorised (encoded archs or a list)
     pred.params(arch), pred.mes(arch)
 
-A prediction is the sum of the table's per-unit medians (see :mod:`nas.blocks`), mapped through a
+A prediction is the sum of the table's per-unit medians (see :mod:`nas.space.units`), mapped through a
 linear calibration fitted on whole networks measured end to end on the same runtime
 (``python -m nas.calibrate``), which absorbs inter-block overhead and the per-call cost each unit
 paid when measured alone. A unit missing from the table is never silently 0 ms: by default it is an
@@ -20,13 +20,16 @@ from typing import Iterable
 
 import numpy as np
 
-from nas.space.units import BlockSpec, arch_units
-from nas.latency.calibration import Calibration, calibration_path, load_calibration
+from models.efficientformer_v2 import check_img_size
 from nas.core.errors import UserError
+from nas.latency.calibration import Calibration, calibration_path, load_calibration
+from nas.latency.tables import resolve_table, verify_host
+from nas.space.arch import NUM_STAGES, Arch
+from nas.space.encoding import columns
 from nas.space.metrics import MES, count_macs, count_params
-from nas.space.spaces import DEFAULT_SPACE, NUM_STAGES, Arch, SearchSpace, get_space
-from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, STRIDE_ATTN_STAGE, BlockConfig,
-                                       check_img_size, stage_resolutions)
+from nas.space.spaces import DEFAULT_SPACE, SearchSpace, get_space
+from nas.space.units import BlockSpec, arch_units, unit_grid
+from profilers.table import TableError, meta_path, read_table
 
 __all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path", "resolve_table"]
 
@@ -118,7 +121,7 @@ class LatencyPredictor:
                    allow_foreign: bool | None = None) -> "LatencyPredictor":
         """Load a table by path or by device name.
 
-        A device name resolves as :func:`nas.tables.resolve_table` says: a device with a ``local``
+        A device name resolves as :func:`nas.latency.tables.resolve_table` says: a device with a ``local``
         connection (``local-cpu``) to this host's table in the user cache, another device to the shipped
         ``latency_tables/``. The calibration stored beside the table (``*.calibration.json``) is applied
         when present. ``space``, ``img_size`` and ``num_classes`` default to what the table records.
@@ -126,11 +129,9 @@ class LatencyPredictor:
         A table of a ``local`` device must describe this host: ``verify="fingerprint"`` (default) compares
         the recorded host fingerprint and runtime version with this host's, ``"probe"`` also re-measures
         the probe units (seconds), ``"none"`` skips both. A mismatch raises
-        :class:`nas.tables.ForeignTableError` naming the command that profiles this host, unless
+        :class:`nas.latency.tables.ForeignTableError` naming the command that profiles this host, unless
         ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
         """
-        from profilers.table import TableError, meta_path, read_table
-        from nas.latency.tables import verify_host
         path = resolve_table(path_or_device, runtime, root)
         df, meta = read_table(path)
         if not meta_path(path).exists():
@@ -150,7 +151,8 @@ class LatencyPredictor:
             calib = load_calibration(cpath)
         return cls(df, space, img_size, num_classes, calib, fallback, meta, source=str(path))
 
-    def _hint(self) -> str:
+    def fill_hint(self) -> str:
+        """What to run to measure the units this table lacks (one sentence, for error messages)."""
         dev, rt = self.meta.get("device"), self.meta.get("runtime")
         cmd = (f"python -m profilers.{rt} --device {dev} --space {self.space.name} --img-size {self.img_size} "
                f"--num-classes {self.num_classes}" if dev and rt else
@@ -158,24 +160,9 @@ class LatencyPredictor:
         return f"Measure them with: {cmd} (it only measures what is missing), or pass fallback='regression'."
 
     def _build_lookup(self):
-        sp, R, n = self.space, self.img_size, self.num_classes
-        res = stage_resolutions(R)
+        sp = self.space
         W, ratios = sp.widths, sp.ratios
-        specs: dict[tuple, BlockSpec] = {}
-        for i, w in enumerate(W[0]):
-            specs[("stem", i)] = BlockSpec("stem", 3, w, R, stride=4)
-        for i, w in enumerate(W[3]):
-            specs[("head", i)] = BlockSpec("head", w, n, res[3], classes=n)
-        for s in range(NUM_STAGES):
-            for i, w in enumerate(W[s]):
-                if s > 0:
-                    for ip, wp in enumerate(W[s - 1]):
-                        specs[("down", s, ip, i)] = BlockSpec("downsample", wp, w, res[s - 1], stride=2,
-                                                              attn=(s == ATTN_DOWNSAMPLE_STAGE))
-                if s in sp.attn_stages:
-                    specs[("attn", s, i)] = BlockSpec("attn", w, w, res[s], stride=2 if s == STRIDE_ATTN_STAGE else 1)
-                for ir, r in enumerate(ratios):
-                    specs[("ffn", s, i, ir)] = BlockSpec("ffn", w, w, res[s], hidden=BlockConfig(r).hidden(w))
+        specs = unit_grid(sp, self.img_size, self.num_classes)
         self._specs = specs
         known = [(sp_, self.table[sp_.key]) for sp_ in specs.values() if sp_.key in self.table]
         self._fallback = None
@@ -273,16 +260,17 @@ class LatencyPredictor:
     def _group_sums_encoded(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.space.check_codes(codes, depths=False)          # depths are checked below, from the counts
         few = np.zeros(len(codes), dtype=bool)
-        w = codes[:, :NUM_STAGES]
+        cols = columns(self.space)
+        w = codes[:, cols.widths]
         groups = np.zeros((len(codes), 3))
         other = self._stem[w[:, 0]] + self._head[w[:, 3]]
         for s in range(1, NUM_STAGES):
             other += self._down[s][w[:, s - 1], w[:, s]]
         groups[:, 2] = other
-        S, nr = self.space.num_slots, len(self.space.ratios)
-        keep_all = codes[:, NUM_STAGES:NUM_STAGES + S] != 0                 # column blocks: views
-        ratio_all = codes[:, NUM_STAGES + S:NUM_STAGES + 2 * S]
-        attn_all = codes[:, NUM_STAGES + 2 * S:] != 0
+        nr = len(self.space.ratios)
+        keep_all = codes[:, cols.keep] != 0
+        ratio_all = codes[:, cols.ratio]
+        attn_all = codes[:, cols.attn] != 0
         units = np.full(len(codes), 2 + NUM_STAGES - 1, dtype=np.int64)
         c = 0
         for s, d in enumerate(self.space.max_depths):
@@ -309,7 +297,7 @@ class LatencyPredictor:
             for u in arch_units(a, self.img_size, self.num_classes):
                 if u.key not in self.table:
                     missing.add(u.key)
-        raise MissingLatencyError(missing, self._hint())
+        raise MissingLatencyError(missing, self.fill_hint())
 
     def missing_keys(self, archs=None) -> list[str]:
         """Units of ``archs`` (default: the whole space) that the table lacks."""
@@ -321,10 +309,10 @@ class LatencyPredictor:
 
     # -- size and score -------------------------------------------------------------------------
     def params(self, arch) -> int:
-        return count_params(_as_arch(arch), self.num_classes, self.img_size)
+        return count_params(_as_arch(arch), img_size=self.img_size, num_classes=self.num_classes)
 
     def macs(self, arch) -> int:
-        return count_macs(_as_arch(arch), self.img_size, self.num_classes)
+        return count_macs(_as_arch(arch), img_size=self.img_size, num_classes=self.num_classes)
 
     def mes(self, arch) -> float:
         """Mobile Efficiency Score from the analytic params and the predicted latency."""
@@ -347,9 +335,3 @@ def _first_int(v, default):
     if isinstance(v, (list, tuple)):
         return int(v[0]) if v else default
     return int(v)
-
-
-def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=None) -> Path:
-    """A table path from a path or a device name (see :func:`nas.tables.resolve_table`)."""
-    from nas.latency.tables import resolve_table as _resolve
-    return _resolve(path_or_device, runtime, root)

@@ -15,15 +15,17 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from nas.space.units import probe_units
+from profilers import get_profiler
+from profilers.batch import measure_modules
 from profilers.devices import DeviceError, get_device
 from profilers.host import differences, fingerprint
 from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck, check_probe
+from profilers.stats import Protocol
 from profilers.table import TableError, table_path, tables_dir
-
-from nas.space.units import probe_units
 
 __all__ = ["resolve_table", "verify_host", "check_host", "measure_probe", "ForeignTableError", "ForeignTableWarning",
            "HostCheck", "is_local", "profile_command", "ALLOW_ENV"]
@@ -97,12 +99,8 @@ def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=N
 
 def measure_probe(device: str, runtime: str, threads: int | None = None, protocol: dict | None = None,
                   progress: bool = False) -> dict:
-    """The probe units (``nas.blocks.probe_units()``) measured now on ``device``'s ``runtime``, with the
+    """The probe units (``nas.space.units.probe_units()``) measured now on ``device``'s ``runtime``, with the
     timing ``protocol`` a table recorded (its probe was measured with it): ``{key: LatencyStats}``."""
-    from dataclasses import fields
-    from profilers import get_profiler
-    from profilers.batch import measure_modules
-    from profilers.stats import Protocol
     known = {f.name for f in fields(Protocol)} - {"attempts"}
     proto = Protocol(**{k: v for k, v in (protocol or {}).items() if k in known})
     prof = get_profiler(runtime)(device, threads=threads, protocol=proto)
@@ -124,7 +122,6 @@ class HostCheck:
 
 
 def _installed_runtime_version(meta: dict) -> str | None:
-    from profilers import get_profiler
     try:
         return get_profiler(meta.get("runtime", ""))(meta.get("device", "local-cpu")).runtime_version()
     except Exception:                                   # runtime not installed, unknown: nothing to compare

@@ -1,8 +1,5 @@
 """Check the latency predictor against end-to-end measurements, beside the host's own repeatability.
 
-    python -m nas.validate --target local-cpu --n 100     # 100 random subnets, 20 of them measured twice
-    python -m nas.validate --quick                         # under a minute: does the table still hold here?
-
 The full validation samples ``--n`` random subnets of the table's space (none used for calibration),
 measures each end to end on the table's runtime (interleaved with the probe, on the table's scale,
 resumable), predicts them, and prints MAPE, the share within ±5 % and ±10 %, and Spearman's rank
@@ -17,22 +14,19 @@ machine of the same name, drift, throttling) and the networks' errors (a calibra
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
-
-from nas.core.cli import command
-from nas.core.errors import UserError
-from nas.latency.measure import fidelity, make_profiler, measure_archs, network_cli
+from nas.core.plotting import pyplot, save_figure
+from nas.latency.measure import fidelity, make_profiler, measure_archs
 from nas.latency.predictor import LatencyPredictor, resolve_table
 from nas.latency.tables import check_host, profile_command
+from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
 
-__all__ = ["validate", "quick_check", "repeatability", "QuickReport"]
+__all__ = ["validate", "quick_check", "repeatability", "QuickReport", "format_report", "plot", "VALIDATION_SEED", "QUICK_N"]
 
 VALIDATION_SEED = 10_000        # disjoint from the calibration seeds
 QUICK_N = 6
@@ -98,10 +92,7 @@ def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = 
 
 
 def plot(predicted, measured, path: Path, report: dict, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.2, 5))
+    fig, ax = pyplot().subplots(figsize=(5.2, 5))
     lo, hi = float(min(np.min(predicted), np.min(measured))) * 0.9, float(max(np.max(predicted), np.max(measured))) * 1.1
     xs = np.linspace(lo, hi, 10)
     ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.12, label="±10 %")
@@ -119,10 +110,7 @@ def plot(predicted, measured, path: Path, report: dict, title: str) -> Path:
     ax.set_ylim(lo, hi)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 @dataclass
@@ -205,35 +193,3 @@ def format_report(r: dict) -> str:
         lines.append(f"host speed during the run vs the table's probe: {lo:+.1f}% .. {hi:+.1f}% (corrected)")
     lines.append(f"plot: {r['plot']}")
     return "\n".join(lines)
-
-
-@command
-def main(argv=None) -> int:
-    ap = network_cli("python -m nas.validate", __doc__, 100, "random subnets to measure (default 100)",
-                     VALIDATION_SEED, "runs/validate")
-    ap.add_argument("--repeat", type=int, default=20,
-                    help="measure this many of them a second time, for the repeatability ceiling (default 20)")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"re-measure the probe and {QUICK_N} networks (under a minute) and say whether the table "
-                         f"still holds on this host")
-    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                    help="--quick: how far a probe unit may move (default %(default)s)")
-    args = ap.parse_args(argv)
-    try:
-        if args.quick:
-            rep = quick_check(args.target, args.runtime, tolerance=args.tolerance, progress=not args.no_progress)
-            print(rep.describe())
-            return 0 if rep.holds else 1
-        r = validate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir, repeat=args.repeat,
-                     progress=not args.no_progress, allow_foreign=args.allow_foreign_table or None)
-    except UserError:
-        raise                                 # one line, or the traceback with --debug (see nas.errors.command)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_report(r))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nas.space.units import arch_units
-from nas.space.spaces import Arch
+from nas.space.arch import Arch
 
 __all__ = ["count_params", "count_macs", "MES"]
 
 
-def count_params(arch: Arch, num_classes: int = 1000, img_size: int = 224, distillation: bool = True) -> int:
+def count_params(arch: Arch, *, img_size: int = 224, num_classes: int = 1000, distillation: bool = True) -> int:
     """Exactly ``sum(p.numel() for p in model.parameters())`` of the built network (BN and layer scale
     included). ``img_size`` matters only through the attention-bias tables."""
     n = sum(u.params for u in arch_units(arch, img_size, num_classes))
@@ -24,7 +24,7 @@ def count_params(arch: Arch, num_classes: int = 1000, img_size: int = 224, disti
     return n
 
 
-def count_macs(arch: Arch, img_size: int = 224, num_classes: int = 1000, distillation: bool = True) -> int:
+def count_macs(arch: Arch, *, img_size: int = 224, num_classes: int = 1000, distillation: bool = True) -> int:
     """Multiply-accumulates of one image: convolutions, linear layers and attention products (BN is
     folded into convolutions at deployment and not counted)."""
     n = sum(u.macs for u in arch_units(arch, img_size, num_classes))

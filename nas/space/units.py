@@ -20,9 +20,10 @@ from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, ATTN_HEADS, ATTN_K
                                        Attention2d, BlockConfig, ConvMlp, Downsample, LayerScale2d, Stem,
                                        check_img_size, stage_resolutions)
 
-from nas.space.spaces import Arch, SearchSpace
+from nas.space.arch import NUM_STAGES, Arch
+from nas.space.spaces import SearchSpace
 
-__all__ = ["BlockSpec", "arch_units", "space_units", "probe_units", "KINDS"]
+__all__ = ["BlockSpec", "arch_units", "space_units", "unit_grid", "probe_units", "KINDS"]
 
 KINDS = ("stem", "downsample", "attn", "ffn", "head")
 
@@ -159,28 +160,36 @@ def arch_units(arch: Arch, img_size: int = 224, num_classes: int = 1000) -> list
     return units
 
 
-def space_units(space: SearchSpace, img_size: int = 224, num_classes: int = 1000) -> list[BlockSpec]:
-    """Every distinct unit any architecture of ``space`` can contain, sorted by kind then key."""
+def unit_grid(space: SearchSpace, img_size: int = 224, num_classes: int = 1000) -> dict[tuple, BlockSpec]:
+    """Every unit of ``space`` by its position in the space's choices: ``("stem", w)``, ``("head", w)``,
+    ``("down", stage, w_prev, w)``, ``("attn", stage, w)``, ``("ffn", stage, w, r)``, where ``w`` and ``r``
+    index ``space.widths[stage]`` and ``space.ratios`` (the predictor's lookup arrays follow it)."""
     check_img_size(img_size)
     res = stage_resolutions(img_size)
-    out: dict[str, BlockSpec] = {}
-
-    def add(spec):
-        out.setdefault(spec.key, spec)
-
-    for w in space.widths[0]:
-        add(BlockSpec("stem", 3, w, img_size, stride=4))
-    for s in range(4):
-        for w in space.widths[s]:
+    W = space.widths
+    grid: dict[tuple, BlockSpec] = {}
+    for i, w in enumerate(W[0]):
+        grid[("stem", i)] = BlockSpec("stem", 3, w, img_size, stride=4)
+    for s in range(NUM_STAGES):
+        for i, w in enumerate(W[s]):
             if s > 0:
-                for wp in space.widths[s - 1]:
-                    add(BlockSpec("downsample", wp, w, res[s - 1], stride=2, attn=(s == ATTN_DOWNSAMPLE_STAGE)))
+                for ip, wp in enumerate(W[s - 1]):
+                    grid[("down", s, ip, i)] = BlockSpec("downsample", wp, w, res[s - 1], stride=2,
+                                                         attn=(s == ATTN_DOWNSAMPLE_STAGE))
             if s in space.attn_stages:
-                add(BlockSpec("attn", w, w, res[s], stride=2 if s == STRIDE_ATTN_STAGE else 1))
-            for r in space.ratios:
-                add(BlockSpec("ffn", w, w, res[s], hidden=BlockConfig(r).hidden(w)))
-    for w in space.widths[3]:
-        add(BlockSpec("head", w, num_classes, res[3], classes=num_classes))
+                grid[("attn", s, i)] = BlockSpec("attn", w, w, res[s], stride=2 if s == STRIDE_ATTN_STAGE else 1)
+            for ir, r in enumerate(space.ratios):
+                grid[("ffn", s, i, ir)] = BlockSpec("ffn", w, w, res[s], hidden=BlockConfig(r).hidden(w))
+    for i, w in enumerate(W[3]):
+        grid[("head", i)] = BlockSpec("head", w, num_classes, res[3], classes=num_classes)
+    return grid
+
+
+def space_units(space: SearchSpace, img_size: int = 224, num_classes: int = 1000) -> list[BlockSpec]:
+    """Every distinct unit any architecture of ``space`` can contain, sorted by kind then key."""
+    out: dict[str, BlockSpec] = {}
+    for spec in unit_grid(space, img_size, num_classes).values():
+        out.setdefault(spec.key, spec)
     order = {k: i for i, k in enumerate(KINDS)}
     return sorted(out.values(), key=lambda b: (order[b.kind], b.key))
 

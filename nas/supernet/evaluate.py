@@ -17,9 +17,11 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
+from nas.data.datasets import batches, load_dataset
+from nas.space.arch import Arch
 from nas.supernet.checkpoint import load_supernet
-from nas.space.spaces import Arch
-from nas.supernet.supernet import SlimmableSupernet, SwitchableBatchNorm2d
+from nas.supernet.elastic import SwitchableBatchNorm2d
+from nas.supernet.supernet import SlimmableSupernet
 
 __all__ = ["recalibrate_bn", "accuracy", "SubnetEvaluator", "load_supernet"]
 
@@ -92,7 +94,6 @@ class SubnetEvaluator:
                      **kw) -> "SubnetEvaluator":
         """Calibration batches from a fixed random draw of the training split, held-out images from the
         test split (``heldout`` of them from position ``heldout_start``; all the rest if None)."""
-        from nas.data.datasets import batches, load_dataset
         train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
         test = load_dataset(dataset, "test")
         if heldout_start:
