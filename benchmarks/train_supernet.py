@@ -27,7 +27,9 @@ from nas.data.datasets import ShardedOrder, load_dataset, to_input  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from nas.supernet.supernet import SlimmableSupernet  # noqa: E402
-from nas.training.trainer import SandwichLoss, _param_groups, sandwich_archs  # noqa: E402
+from nas.core.logs import console  # noqa: E402
+from nas.training import TrainConfig, train  # noqa: E402
+from nas.training.sandwich import SandwichLoss, param_groups, sandwich_archs  # noqa: E402
 
 
 def throughput(space_name: str, img_size: int, batch_size: int, steps: int, num_random: int) -> dict:
@@ -36,7 +38,7 @@ def throughput(space_name: str, img_size: int, batch_size: int, steps: int, num_
     torch.manual_seed(0)
     net = SlimmableSupernet(space, num_classes=10, img_size=img_size).train()
     model = SandwichLoss(net)
-    opt = torch.optim.AdamW(_param_groups(net, 0.025), lr=1e-3)
+    opt = torch.optim.AdamW(param_groups(net, 0.025), lr=1e-3)
     order = ShardedOrder(len(data), batch_size, seed=0)
     times = []
     for step in range(steps + 2):
@@ -81,10 +83,9 @@ def main(argv=None):
             print(f"no checkpoint at {ckpt}: train one with `python -m nas.train_supernet --out {run}` "
                   f"or pass --train-steps N")
             return
-        from nas.training.trainer import main as train_main
-        train_main(["--out", str(run), "--steps", str(args.train_steps), "--space", args.space,
-                    "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
-                    "--threads", str(args.threads), "--no-progress"])
+        with console():
+            train(TrainConfig(out=str(run), steps=args.train_steps, space=args.space, img_size=args.img_size,
+                              batch_size=args.batch_size, threads=args.threads, progress=False))
     ck = load_checkpoint(ckpt)
     a = ck["args"]
     print(f"run {ckpt}: {ck['step']} steps x {a['batch_size']} images x {a['world_size']} process(es), "

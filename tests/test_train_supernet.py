@@ -9,14 +9,19 @@ import pytest
 import torch
 
 from nas.supernet.checkpoint import load_supernet
-from nas.data.datasets import batches, load_dataset, to_input
+from nas.data.datasets import batches, load_dataset
 from nas.supernet.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
 from nas.space.spaces import TINY_SPACE
-from nas.training.trainer import main, sandwich_archs
+from nas.supernet.supernet import SlimmableSupernet
+from nas.cli.train import main
+from nas.training import TrainConfig, train
+from nas.training.sandwich import sandwich_archs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--space", "tiny", "--batch-size", "16", "--train-subset", "800", "--eval-size", "200",
         "--calib-batches", "2", "--no-progress", "--threads", "1"]
+TINY_CONFIG = dict(space="tiny", batch_size=16, train_subset=800, eval_size=200, calib_batches=2, progress=False,
+                   threads=1)
 
 
 def _run(tmp, *extra):
@@ -39,7 +44,8 @@ def test_few_steps_reduce_the_loss_and_write_outputs(tmp_path):
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     common = ["--steps", 24, "--eval-every", 10, "--ckpt-every", 7, "--no-plot"]
     full = _run(tmp_path / "full", *common)
-    _run(tmp_path / "cut", *common, "--stop-at", 16)          # interrupted after step 16: last checkpoint 14
+    train(TrainConfig(**TINY_CONFIG, out=str(tmp_path / "cut"), steps=24, eval_every=10, ckpt_every=7, plot=False,
+                      stop_at=16))                            # interrupted after step 16: last checkpoint 14
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
     assert ck["step"] == 14 and ck["data"]["global_position"] == 14 * 16
     assert not list((tmp_path / "cut").glob("*.tmp"))        # atomic write left no temp file
@@ -65,7 +71,6 @@ def test_sandwich_is_a_function_of_seed_and_step():
 
 
 def test_evaluator_matches_the_recalibrated_standalone_subnet(randomize):
-    from nas.supernet.supernet import SlimmableSupernet
     torch.manual_seed(0)
     net = randomize(SlimmableSupernet(TINY_SPACE, num_classes=10, img_size=64), seed=1, scale=0.2)
     train = load_dataset("fashion-mnist", "train").subset(64, seed=0)
@@ -94,17 +99,30 @@ def test_evaluator_matches_the_recalibrated_standalone_subnet(randomize):
 @pytest.mark.slow
 def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
+    script = tmp_path / "train_ranks.py"              # the library under torchrun, writing OUT/rank{r}.pt
+    script.write_text(
+        "import sys\n"
+        "import torch.distributed as dist\n"
+        "from nas.core.logs import console\n"
+        "from nas.training import TrainConfig, train\n"
+        f"config = TrainConfig(**{TINY_CONFIG!r}, steps=6, eval_every=3, ckpt_every=3, plot=False,\n"
+        "                     save_rank_states=True, out=sys.argv[1])\n"
+        "with console():\n"
+        "    try:\n"
+        "        train(config)\n"
+        "    finally:\n"
+        "        dist.destroy_process_group()\n")
     cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc_per_node", "2",
-           "-m", "nas.train_supernet", *TINY, "--steps", "6", "--eval-every", "3", "--ckpt-every", "3",
-           "--no-plot", "--save-rank-states", "--out", str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+           str(script), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 process(es)" in r.stdout
     s0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     s1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert (s0["world"], s1["rank"]) == (2, 1)
-    init = __import__("nas.supernet", fromlist=["x"]).SlimmableSupernet(TINY_SPACE, 10, 64).state_dict()
+    init = SlimmableSupernet(TINY_SPACE, 10, 64).state_dict()
     moved = 0
     for k, v in s0["model"].items():
         assert torch.equal(v, s1["model"][k]), k
@@ -114,3 +132,20 @@ def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
     assert ck["step"] == 6 and ck["args"]["world_size"] == 2
     df = pd.read_csv(tmp_path / "metrics.csv")
     assert list(df["step"]) == list(range(1, 7)) and df["acc_max"].notna().sum() == 2
+
+
+def test_config_defaults_match_the_command_line_and_refuse_impossible_values(tmp_path):
+    from nas.cli.train import build_parser, config_from_args
+    from nas.core.errors import UserError
+    assert config_from_args(build_parser().parse_args([])) == TrainConfig()
+    c = TrainConfig(out=tmp_path, steps=1000)
+    assert c.out == str(tmp_path) and c.warmup == 50 and TrainConfig(steps=5).warmup == 1
+    assert TrainConfig(warmup=0).warmup == 0
+    for bad in [dict(steps=0), dict(batch_size=2.5), dict(lr=float("nan")), dict(lr=0), dict(threads=True),
+                dict(train_subset=0), dict(label_smoothing=1.5), dict(clip_grad=-1), dict(warmup=-1),
+                dict(space="")]:
+        with pytest.raises(UserError, match=next(iter(bad))):
+            TrainConfig(**bad)
+    for hook in ("--stop-at", "--save-rank-states"):           # test hooks of the library, not options
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([hook, "1"] if hook == "--stop-at" else [hook])

@@ -1,4 +1,92 @@
-"""``python -m nas.train_supernet``."""
-from nas.training.trainer import main
+"""Train the slimmable supernet with the sandwich rule and in-place distillation.
 
-__all__ = ["main"]
+The command ``python -m nas.train_supernet`` over :func:`nas.training.train`:
+
+    python -m nas.train_supernet                                  # default space, Fashion-MNIST, 64 px
+    python -m nas.train_supernet --resume                         # continue runs/supernet/last.pt
+    torchrun --nproc_per_node 4 -m nas.train_supernet --steps 20000 --batch-size 128
+
+Every step trains the largest subnet on the labels and the smallest plus ``--num-random`` random subnets
+on the largest one's soft labels (KL divergence), with one backward pass over the summed loss. AdamW,
+linear warm-up then cosine decay. Before evaluation each subnet's private BatchNorms are recalibrated.
+``--resume`` continues exactly where an uninterrupted run would be. Outputs in ``--out``: ``last.pt``
+(written atomically), ``metrics.csv``, ``curves.png``, ``args.json``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import torch.distributed as dist
+
+from nas.core.cli import add_common_args, command, nonnegative_int, positive_float, positive_int
+from nas.training import TrainConfig, train
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+DEFAULTS = TrainConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options; defaults are those of :class:`~nas.training.TrainConfig`."""
+    d = DEFAULTS
+    p = argparse.ArgumentParser(prog="python -m nas.train_supernet", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--space", default=d.space, help="search space name (efficientformerv2, tiny) or JSON")
+    p.add_argument("--dataset", default=d.dataset, help="fashion-mnist, mnist, or an ImageFolder-style folder")
+    p.add_argument("--img-size", type=positive_int, default=d.img_size, help="input resolution (a multiple of 32)")
+    p.add_argument("--steps", type=positive_int, default=d.steps, help="total optimizer steps")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step and process")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate")
+    p.add_argument("--min-lr", type=float, default=d.min_lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup", type=nonnegative_int, default=None, help="warm-up steps (default: 5%% of --steps)")
+    p.add_argument("--num-random", type=nonnegative_int, default=d.num_random,
+                   help="random subnets per step besides max and min")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="for the largest subnet's CE loss")
+    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="gradient-norm clip (0: off)")
+    p.add_argument("--shift", type=int, default=d.shift, help="random translation in native pixels (0: off)")
+    p.add_argument("--out", default=d.out, help="checkpoint / metrics folder")
+    p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every, help="steps between checkpoints")
+    p.add_argument("--eval-every", type=nonnegative_int, default=d.eval_every,
+                   help="steps between evaluations (0: only at the end)")
+    p.add_argument("--eval-size", type=positive_int, default=d.eval_size,
+                   help="held-out (test split) images per evaluation")
+    p.add_argument("--calib-batches", type=positive_int, default=d.calib_batches,
+                   help="training batches for BN recalibration")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUT that already holds a run (its checkpoint and metrics are replaced)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=positive_int, default=d.threads, help="torch CPU threads per process")
+    p.add_argument("--train-subset", type=positive_int, default=d.train_subset,
+                   help="train on a fixed random N-image subset")
+    p.add_argument("--no-plot", action="store_true", help="skip curves.png")
+    add_common_args(p)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`~nas.training.TrainConfig` of parsed command-line arguments."""
+    return TrainConfig(
+        space=args.space, dataset=args.dataset, img_size=args.img_size, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
+        warmup=args.warmup, num_random=args.num_random, label_smoothing=args.label_smoothing,
+        clip_grad=args.clip_grad, shift=args.shift, out=args.out, ckpt_every=args.ckpt_every,
+        eval_every=args.eval_every, eval_size=args.eval_size, calib_batches=args.calib_batches,
+        resume=args.resume, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
+        train_subset=args.train_subset, progress=not args.no_progress, plot=not args.no_plot)
+
+
+@command
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, train, and return the exit code (0; 2 for a user error, see
+    :func:`nas.core.cli.command`)."""
+    config = config_from_args(build_parser().parse_args(argv))
+    try:
+        train(config)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
