@@ -1,5 +1,6 @@
 """`python -m nas.search` end to end on a real (tiny) table and supernet, resume, torchrun, export."""
 import json
+import logging
 import os
 import re
 import subprocess
@@ -10,11 +11,17 @@ import pandas as pd
 import pytest
 import torch
 
-from nas.supernet.checkpoint import load_supernet
+from nas.cli.search import main
 from nas.export.subnet import export_subnet, load_exported
 from nas.latency.predictor import LatencyPredictor
-from nas.search.runner import DistributedAccuracy, EvaluationCache, main
-from nas.space.spaces import TINY_SPACE, Arch
+from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, register_strategy,
+                        run_search, runner)
+from nas.search.cache import EvaluationCache
+from nas.search.evaluator import DistributedAccuracy
+from nas.space.arch import Arch
+from nas.space.spaces import TINY_SPACE
+from nas.supernet.checkpoint import load_supernet
+from nas.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,3 +140,42 @@ def test_export_all_formats_load_and_match(tiny_supernet, tmp_path):
         assert rep[fmt]["ok"], rep[fmt]
     assert rep["coreml"]["inputs"] == {"input": [1, 3, 64, 64]} and rep["coreml"]["outputs"] == ["output"]
     assert (tmp_path / "model.mlpackage").is_dir() and (tmp_path / "model.tflite").stat().st_size > 10_000
+
+
+def test_run_search_runs_any_registered_strategy_and_logs_instead_of_printing(tiny_table, tiny_supernet, tmp_path,
+                                                                              monkeypatch, caplog, capsys):
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+    @register_strategy
+    class Corners(SearchStrategy):
+        name = "corners"
+
+        def run(self, objective, space, budget, evals=None, *, batch=1, on_step=None):
+            evs = objective.evaluate_many([space.max_arch(), space.min_arch()][:evals])
+            return SearchOutcome(self.name, evs, budget.best(evs), objective.evaluations)
+
+    caplog.set_level(logging.INFO, logger="nas")
+    config = SearchConfig(target=str(tiny_table), supernet=str(tiny_supernet), out_dir=str(tmp_path),
+                          strategy="corners", evals=2, latency_budget=_budget(tiny_table), heldout=96,
+                          calib_batches=1, batch_size=32, final_heldout=0, export=False, measure=False,
+                          plot=False, progress=False, threads=1)
+    summary = run_search(config)
+    assert summary["strategies"]["corners"]["n_evals"] == 2
+    assert Arch.from_json(tmp_path / "best_arch.json") == TINY_SPACE.min_arch()
+    assert len(pd.read_csv(tmp_path / "corners" / "evaluations.csv")) == 2
+    assert "corners: 2 accuracy evaluations ..." in caplog.text and f"Results in {tmp_path}/" in caplog.text
+    assert capsys.readouterr().out == ""                            # the library logs; the command shows it
+
+
+def test_the_default_supernet_is_trained_through_the_library(tiny_table, tmp_path, monkeypatch):
+    seen = []
+
+    def train(config):
+        seen.append(config)
+        raise SearchError("trained")
+
+    monkeypatch.setattr(runner, "train", train)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SearchError, match="trained"):
+        run_search(SearchConfig(target=str(tiny_table), progress=False))
+    assert seen == [TrainConfig(out="runs/supernet", resume=True, progress=False)]

@@ -7,8 +7,14 @@ from nas.space.units import space_units
 from nas.space.metrics import count_macs
 from nas.latency.predictor import LatencyPredictor
 from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
-from nas.search.strategies import (Action, Objective, action_pool, best_under, nsga2_search, paper_search,
-                            random_search, within_budget)
+from nas.search import base
+from nas.search.actions import Action, action_pool
+from nas.search.base import (SearchError, SearchOutcome, SearchStrategy, get_strategy, list_strategies,
+                             register_strategy, strategy_class)
+from nas.search.nsga2 import nsga2_search
+from nas.search.objective import Budget, Objective, best_under, within_budget
+from nas.search.paper import paper_search
+from nas.search.random_search import RandomSearch, random_search
 
 
 def make_objective(space, seed=0):
@@ -17,7 +23,7 @@ def make_objective(space, seed=0):
     pred = LatencyPredictor(table, space, img_size=64, num_classes=10)
 
     def acc(arch):            # a smooth stand-in for supernet accuracy: grows with log-MACs
-        return 0.5 + 0.05 * math.log(count_macs(arch, 64, 10))
+        return 0.5 + 0.05 * math.log(count_macs(arch, img_size=64, num_classes=10))
 
     return Objective(acc, pred.predict, num_classes=10, img_size=64), pred
 
@@ -127,3 +133,71 @@ def test_lazy_search_applies_only_freshly_evaluated_actions():
     for prev, step in zip(traj, traj[1:]):
         assert step.evaluation.mes > prev.evaluation.mes
         assert step.evaluation.accuracy == obj.accuracy_fn(step.evaluation.arch)
+
+
+def test_the_shipped_strategies_are_found_by_name():
+    import subprocess
+    import sys
+    code = "from nas.search.base import list_strategies; print(','.join(list_strategies()))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["paper,nsga2,random"]            # the paper's loop first: it sets the count
+    s = get_strategy("random", seed=3)
+    assert isinstance(s, RandomSearch) and s.seed == 3
+    with pytest.raises(SearchError, match="unknown search strategy 'nope'; known strategies: paper, nsga2"):
+        get_strategy("nope")
+    with pytest.raises(TypeError):
+        get_strategy("paper", seed=1)                             # not an option of the paper's loop
+    p = strategy_class("paper").from_settings({"lazy": True, "seed": 5, "storage": "x", "max_steps": 7})
+    assert (p.lazy, p.max_steps, p.actions) == (True, 7, "CNE")
+
+
+def test_every_strategy_returns_one_kind_of_outcome():
+    budget = None
+    for name in list_strategies():
+        obj, pred = make_objective(TINY_SPACE, seed=1)
+        budget = budget or Budget(latency_ms=pred.predict(TINY_SPACE.max_arch()) * 0.6)
+        out = get_strategy(name).run(obj, TINY_SPACE, budget, 12)
+        assert out.strategy == name and out.n_evals == obj.evaluations > 0
+        assert out.chosen is None or (budget.within(out.chosen) and out.chosen in out.evaluations)
+        if out.trajectory is not None:                          # a walk: its end is the pick
+            assert out.steps == len(out.trajectory) - 1 and out.final is out.trajectory[-1].evaluation
+            assert out.chosen is out.final
+        else:
+            assert out.chosen is budget.best(out.evaluations) and len(out.evaluations) >= 12
+
+
+def test_budget():
+    obj, pred = make_objective(TINY_SPACE)
+    ev = obj.evaluate(TINY_SPACE.max_arch())
+    assert Budget().unbounded and Budget().within(ev)
+    assert Budget(params=ev.params, latency_ms=ev.latency_ms).within(ev)
+    assert not Budget(params=ev.params - 1).within(ev) and not Budget(latency_ms=ev.latency_ms * 0.99).within(ev)
+    assert within_budget(ev, ev.params, None) and not within_budget(ev, None, ev.latency_ms / 2)
+    small = obj.evaluate(TINY_SPACE.min_arch())
+    assert Budget(latency_ms=small.latency_ms).best([ev, small]) is small
+    assert best_under([ev, small], small.latency_ms / 2) is None
+
+
+def test_a_registered_strategy_is_run_through_the_same_interface(monkeypatch):
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+    @register_strategy
+    class FirstK(SearchStrategy):
+        name = "first-k"
+
+        def __init__(self, seed: int = 0):
+            self.seed = seed
+
+        def run(self, objective, space, budget, evals=None, *, batch=1, on_step=None):
+            evs = objective.evaluate_many([space.sample(self.seed + i) for i in range(evals)])
+            return SearchOutcome(self.name, evs, budget.best(evs), objective.evaluations)
+
+    assert "first-k" in list_strategies() and list_strategies()[0] == "paper"
+    s = strategy_class("first-k").from_settings({"seed": 4, "lazy": True})
+    assert s.seed == 4
+    obj, _ = make_objective(TINY_SPACE)
+    out = s.run(obj, TINY_SPACE, Budget(), 3)
+    assert out.chosen.accuracy == max(e.accuracy for e in out.evaluations)
+    with pytest.raises(ValueError, match="already"):
+        register_strategy(type("Other", (FirstK,), {}))

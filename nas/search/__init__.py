@@ -1,0 +1,17 @@
+"""Architecture search over a trained supernet: the paper's fine-grained joint search and baselines.
+
+    from nas.search import SearchConfig, run_search
+    summary = run_search(SearchConfig(target="pixel6", latency_budget=1.0, strategy="all"))
+
+Strategies are :class:`SearchStrategy` subclasses registered by name (:func:`register_strategy`,
+:func:`get_strategy`, :func:`list_strategies`); each lives in its own module (``paper``, ``nsga2``,
+``random_search``) and returns a :class:`SearchOutcome`. They see architectures through an
+:class:`Objective` and must meet a :class:`Budget`.
+"""
+from nas.search.base import (SearchError, SearchOutcome, SearchStrategy, get_strategy, list_strategies,
+                             register_strategy, strategy_class)
+from nas.search.objective import Budget, Evaluation, Objective, Step
+from nas.search.runner import SearchConfig, run_search
+
+__all__ = ["SearchConfig", "run_search", "SearchStrategy", "SearchOutcome", "SearchError", "register_strategy",
+           "get_strategy", "strategy_class", "list_strategies", "Budget", "Evaluation", "Objective", "Step"]

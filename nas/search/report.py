@@ -1,0 +1,117 @@
+"""A search's files: trajectories, evaluations, the comparison of strategies, and their plots.
+
+Every file is written atomically (a killed search never leaves half a file); plots use the headless
+backend of :func:`nas.core.plotting.pyplot`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from nas.core.files import atomic_open, atomic_write_text
+from nas.core.plotting import pyplot, save_figure
+from nas.search.base import SearchOutcome
+from nas.search.objective import Evaluation, Step
+
+__all__ = ["rows", "write_csv", "write_json", "write_trajectory", "write_evaluations", "plot_trajectory",
+           "plot_comparison", "describe"]
+
+COLORS = {"paper": "tab:blue", "nsga2": "tab:orange", "random": "tab:gray"}
+
+
+def rows(items: Iterable[Evaluation | Step]) -> pd.DataFrame:
+    """One row per evaluation or step (their ``row()``)."""
+    return pd.DataFrame([it.row() for it in items])
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` (without its index) to ``path`` atomically."""
+    with atomic_open(path, "w") as f:
+        df.to_csv(f, index=False)
+    return Path(path)
+
+
+def write_json(obj, path: str | Path, **kw) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=1, **kw))
+
+
+def write_trajectory(traj: list[Step], folder: Path, budgets: dict) -> None:
+    """``trajectory.csv`` (one row per step, params also in millions) and ``trajectory.json`` (the
+    budgets, and every step with its architecture) in ``folder``."""
+    df = rows(traj)
+    df.insert(df.columns.get_loc("params") + 1, "params_m", df["params"] / 1e6)
+    write_csv(df, folder / "trajectory.csv")
+    write_json({"budgets": budgets, "steps": [{**s.row(), "arch": s.evaluation.arch.to_dict()} for s in traj]},
+               folder / "trajectory.json")
+
+
+def write_evaluations(evaluations: list[Evaluation], folder: Path) -> Path:
+    """``evaluations.csv`` in ``folder``: every evaluation, in order."""
+    return write_csv(rows(evaluations), folder / "evaluations.csv")
+
+
+def plot_trajectory(traj: list[Step], path: Path, budgets: dict, title: str) -> Path:
+    """Accuracy against latency along a trajectory, and MES and params per step."""
+    plt = pyplot()
+    df = rows(traj)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    a1.plot(df["latency_ms"], df["accuracy"] * 100, "-o", ms=3, color="tab:blue")
+    for i in (0, len(df) - 1):
+        a1.annotate("start" if i == 0 else f"step {i}", (df["latency_ms"][i], df["accuracy"][i] * 100),
+                    fontsize=8, xytext=(4, 4), textcoords="offset points")
+    if budgets.get("latency_ms"):
+        a1.axvline(budgets["latency_ms"], color="tab:red", ls="--", lw=0.8, label="latency budget")
+        a1.legend(fontsize=8)
+    a1.set_xlabel("predicted latency (ms)")
+    a1.set_ylabel("held-out accuracy (%)")
+    a1.set_title("accuracy vs latency along the search", fontsize=9)
+    a2.plot(df["step"], df["mes"], "-o", ms=3, color="tab:green", label="MES")
+    a2.set_xlabel("step")
+    a2.set_ylabel("MES (log scale)", color="tab:green")
+    a2.set_yscale("log")
+    a3 = a2.twinx()
+    a3.plot(df["step"], df["params"] / 1e6, "-", color="tab:purple", label="params (M)")
+    a3.set_ylabel("params (M)", color="tab:purple")
+    a2.set_title("MES and params per step", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_comparison(outcomes: Mapping[str, SearchOutcome], path: Path, budgets: dict, title: str) -> Path:
+    """Accuracy against latency of every strategy (its trajectory, or all it evaluated), each pick starred."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for i, (name, r) in enumerate(outcomes.items()):
+        color = COLORS.get(name, f"C{i}")
+        if r.trajectory is not None:
+            evs = [s.evaluation for s in r.trajectory]
+            ax.plot([e.latency_ms for e in evs], [e.accuracy * 100 for e in evs], "-o", ms=3,
+                    color=color, label=f"{name} (trajectory)")
+        else:
+            evs = r.evaluations
+            ax.scatter([e.latency_ms for e in evs], [e.accuracy * 100 for e in evs], s=10, alpha=0.6,
+                       color=color, label=f"{name} (all evaluated)")
+        if r.chosen is not None:
+            ax.scatter([r.chosen.latency_ms], [r.chosen.accuracy * 100], s=90, marker="*",
+                       color=color, edgecolor="k", zorder=5)
+    if budgets.get("latency_ms"):
+        ax.axvline(budgets["latency_ms"], color="tab:red", ls="--", lw=0.8, label="latency budget")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(title + "\n(stars: each strategy's pick within the budgets)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def describe(ev: Evaluation | None) -> str:
+    """One line: accuracy, latency, params and MES of ``ev`` (or that nothing met the budgets)."""
+    if ev is None:
+        return "nothing within the budgets"
+    return (f"acc {ev.accuracy * 100:6.2f}%  latency {ev.latency_ms:7.3f} ms  params {ev.params / 1e6:6.3f} M  "
+            f"MES {ev.mes:7.2f}")
