@@ -24,8 +24,9 @@ import torch  # noqa: E402
 from nas.space.units import probe_units, space_units  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from profilers import get_profiler  # noqa: E402
-from profilers.base import parse_cpus, run_table  # noqa: E402
+from profilers.cli import parse_cpus  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
+from profilers.runner import run_table  # noqa: E402
 from profilers.table import meta_path, read_table, table_path  # noqa: E402
 
 TARGET_S, TARGET_CV = 600.0, 0.03

@@ -8,6 +8,11 @@
 
 ``get_profiler("onnxruntime")`` returns the plugin class; ``cls(device, threads=1).profile_module(module,
 input_shape)`` exports and measures any module (a unit or a whole network) with the shared protocol.
+
+A plugin is one module, ``profilers/<runtime>.py``: a :class:`profilers.base.Profiler` subclass (convert
+with :mod:`profilers.convert`, time in process or with an external tool) ending with
+``raise SystemExit(profilers.cli.main(MyProfiler))``; it is registered in ``_CLASSES`` below and in
+``profilers.devices.RUNTIMES``. Table runs are :mod:`profilers.runner`, tables :mod:`profilers.table`.
 """
 from __future__ import annotations
 

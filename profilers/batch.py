@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from profilers.host import pinned
 from profilers.probe import Probe
@@ -81,8 +82,6 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
     ``correct_drift`` is set; otherwise the factors are only recorded (``probe.factors``).
     ``on_result(name, stats, factor)`` receives the stats and the factor they were divided by.
     """
-    from tqdm import tqdm
-
     items = list(items)
     results: dict[str, LatencyStats] = {}
     if not items:

@@ -8,12 +8,13 @@ are missing (so scripts can test it), 2 on a missing or malformed table.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from nas.core.cli import command
+from nas.core.cli import add_common_args, command, positive_int
+from nas.space.spaces import get_space
+from nas.space.units import space_units
 
-from profilers.table import TableError, read_table
+from profilers.table import read_table
 
 __all__ = ["missing_keys", "coverage_report", "main"]
 
@@ -21,8 +22,6 @@ __all__ = ["missing_keys", "coverage_report", "main"]
 def missing_keys(table: str | Path, space=None, img_size: int | None = None,
                  num_classes: int | None = None) -> tuple[list[str], int, dict]:
     """``(missing keys, number of units in the space, resolved settings)`` for table ``table``."""
-    from nas.space.units import space_units
-    from nas.space.spaces import get_space
     df, meta = read_table(table)
     sp = get_space(space or meta.get("space") or "efficientformerv2")
     img = int(img_size or meta.get("img_size") or 224)
@@ -35,11 +34,9 @@ def missing_keys(table: str | Path, space=None, img_size: int | None = None,
 
 def coverage_report(table: str | Path, space=None, img_size: int | None = None,
                     num_classes: int | None = None) -> tuple[str, list[str]]:
-    """A readable report and the missing keys."""
+    """A readable report (what ``python -m profilers.coverage`` prints) and the missing keys."""
     table = Path(table)
     if not table.exists():
-        from nas.space.units import space_units
-        from nas.space.spaces import get_space
         sp = get_space(space or "efficientformerv2")
         keys = [u.key for u in space_units(sp, img_size or 224, num_classes or 1000)]
         return (f"{table}: no table yet; all {len(keys)} units of space {sp.name!r} at {img_size or 224} px "
@@ -62,14 +59,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m profilers.coverage", description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", required=True, help="latency table CSV")
     ap.add_argument("--space", default=None, help="search space (default: the table's)")
-    ap.add_argument("--img-size", type=int, default=None, help="resolution (default: the table's)")
-    ap.add_argument("--num-classes", type=int, default=None, help="classes (default: the table's)")
+    ap.add_argument("--img-size", type=positive_int, default=None, help="resolution (default: the table's)")
+    ap.add_argument("--num-classes", type=positive_int, default=None, help="classes (default: the table's)")
+    add_common_args(ap, progress=False)
     args = ap.parse_args(argv)
-    try:
-        text, missing = coverage_report(args.table, args.space, args.img_size, args.num_classes)
-    except (TableError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    text, missing = coverage_report(args.table, args.space, args.img_size, args.num_classes)
     print(text)
     return 1 if missing else 0
 

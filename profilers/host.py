@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Iterable
 
@@ -46,7 +47,6 @@ def _cpuinfo(path: str = "/proc/cpuinfo") -> dict:
 
 
 def _sysctl(name: str) -> str | None:
-    import subprocess
     try:
         r = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):

@@ -8,13 +8,15 @@ in several tables keeps the row with the lowest cv.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
-from nas.core.cli import command
+from nas.core.cli import add_common_args, command
 
-from profilers.table import TableError, merge_tables
+from profilers.table import merge_tables
 
 __all__ = ["main"]
+
+log = logging.getLogger("profilers.merge")           # by name: run as python -m, __name__ is "__main__"
 
 
 @command
@@ -22,14 +24,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m profilers.merge", description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+", help="tables to merge (CSV with .meta.json sidecars)")
     ap.add_argument("-o", "--out", required=True, help="merged table path")
+    add_common_args(ap, progress=False)
     args = ap.parse_args(argv)
-    try:
-        df, meta = merge_tables(args.tables, args.out)
-    except TableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: {len(df)} units from {len(args.tables)} table(s) "
-          f"({meta.get('device')}/{meta.get('runtime')})")
+    df, meta = merge_tables(args.tables, args.out)
+    log.info("%s: %d units from %d table(s) (%s/%s)", args.out, len(df), len(args.tables), meta.get("device"),
+             meta.get("runtime"))
     return 0
 
 

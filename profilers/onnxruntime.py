@@ -1,39 +1,24 @@
-"""ONNX Runtime profiler: opset-20 ONNX export, timed with ``InferenceSession.run``.
+"""ONNX Runtime profiler: opset-20 ONNX export (:func:`profilers.convert.export_onnx`), timed with
+``InferenceSession.run``.
 
-Export uses the TorchScript exporter at opset 20, which writes GELU as one ``Gelu`` op (the dynamo
-exporter's default opset 18 leaves Erf that ORT does not fuse, ~20% slower FFNs) and is 10-50x faster
-than the dynamo exporter. Sessions use ``intra_op_num_threads`` = the device's threads, ``inter_op`` 1,
-sequential execution and ``ORT_ENABLE_ALL``. The CPU provider is used unless the device entry asks for
-CUDA/TensorRT execution providers, which must then be available. Timing covers ``sess.run`` (input copy
-and output allocation included, ~13 us floor on this CPU).
+Sessions use ``intra_op_num_threads`` = the device's threads, ``inter_op`` 1, sequential execution and
+``ORT_ENABLE_ALL``. The CPU provider is used unless the device entry asks for CUDA/TensorRT execution
+providers, which must then be available. Timing covers ``sess.run`` (input copy and output allocation
+included, ~13 us floor on this CPU).
 
     python -m profilers.onnxruntime --device local-cpu
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from profilers.base import Profiler, ProfilerUnavailable, main, quiet_output
+from profilers.base import Profiler, ProfilerUnavailable
+from profilers.cli import main
+from profilers.convert import OPSET, export_onnx
 
-__all__ = ["OnnxRuntimeProfiler", "export_onnx"]
-
-OPSET = 20
-
-
-def export_onnx(module: torch.nn.Module, input_shape: tuple, path: Path, opset: int = OPSET,
-                dynamo: bool = False, quiet: bool = True) -> Path:
-    """Export ``module`` to ONNX with one input ``input`` and one output ``output``."""
-    x = torch.randn(*input_shape)
-    path = Path(path)
-    with warnings.catch_warnings(), quiet_output(quiet), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (x,), str(path), dynamo=dynamo, opset_version=opset,
-                          input_names=["input"], output_names=["output"])
-    return path
+__all__ = ["OnnxRuntimeProfiler"]
 
 
 class OnnxRuntimeProfiler(Profiler):

@@ -16,7 +16,7 @@ The probe is always timed on its own, with the table's protocol: a unit's latenc
 interleaved with (caches), so a probe mixed into a batch and the same probe timed alone differ.
 
 This module knows nothing of the search space: the probe units are any objects with a ``key`` and a
-``build()`` returning ``(module, input_shape)`` (``nas.blocks.probe_units()`` provides them).
+``build()`` returning ``(module, input_shape)`` (``nas.space.units.probe_units()`` provides them).
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Latency tables: ``latency_tables/{device}.{runtime}.csv`` plus a ``.meta.json`` sidecar.
 
-One row per unit: the :class:`nas.blocks.BlockSpec` fields (``key,kind,cin,cout,res,stride,hidden,attn,
+One row per unit: the :class:`nas.space.units.BlockSpec` fields (``key,kind,cin,cout,res,stride,hidden,attn,
 classes``) then the measurement (``p50_ms,p10_ms,p90_ms,mean_ms,std_ms,cv,n,threads,measured_at``).
 Tables are append-only: :class:`TableWriter` appends and flushes each finished row, so a killed run
-keeps every finished row and a rerun measures only what is missing.
+keeps every finished row and a rerun measures only what is missing. :func:`merge_meta` is the one rule
+by which the metadata of a table grows when rows are added to it (a run, an import, a merge).
 """
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from nas.core.errors import UserError
-
 from nas.core.files import atomic_write_text
+
+from profilers.devices import DeviceError, get_device
+from profilers.host import host_id
 
 __all__ = ["TableError", "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "table_path", "meta_path",
            "tables_dir", "user_cache_dir", "host_tables_dir",
-           "read_table", "read_meta", "write_meta", "TableWriter", "format_row", "check_stats", "merge_tables", "now_iso",
-           "scale_rows"]
+           "read_table", "read_meta", "write_meta", "merge_meta", "TableWriter", "format_row", "check_stats",
+           "merge_tables", "now_iso", "scale_rows", "TABLE_FIELDS", "LIST_FIELDS"]
 
 SPEC_COLUMNS = ["key", "kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
 STAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "threads", "measured_at"]
@@ -61,7 +64,6 @@ def user_cache_dir() -> Path:
 def host_tables_dir() -> Path:
     """The tables of this host's ``local`` devices: ``{user_cache_dir()}/tables/{host id}`` (one folder per
     kind of host, so a cache shared by several machines keeps their tables apart)."""
-    from profilers.host import host_id
     return user_cache_dir() / "tables" / host_id()
 
 
@@ -72,7 +74,6 @@ def tables_dir(device: str | None = None) -> Path:
     if os.environ.get("EFFV2_TABLES"):
         return Path(os.environ["EFFV2_TABLES"]).expanduser()
     if device is not None:
-        from profilers.devices import DeviceError, get_device
         try:
             if get_device(device).connection_type == "local":
                 return host_tables_dir()
@@ -119,6 +120,40 @@ def read_meta(path: str | Path) -> dict:
 def write_meta(path: str | Path, meta: dict) -> Path:
     """Write the sidecar atomically (write to a temporary file, then rename)."""
     return atomic_write_text(meta_path(path), json.dumps(meta, indent=2, sort_keys=False) + "\n")
+
+
+#: fields that describe a table as it was first made: rows added later leave them as they are
+TABLE_FIELDS = ("created", "space", "img_size", "num_classes", "space_def")
+#: list fields that gather every value of a single field over the rows a table holds
+LIST_FIELDS = {"img_sizes": "img_size", "spaces": "space"}
+
+
+def _listed(meta: dict, list_key: str, one_key: str) -> list:
+    return list(meta.get(list_key) or ([meta[one_key]] if one_key in meta else []))
+
+
+def merge_meta(old: dict, new: dict, keep: Iterable[str] = TABLE_FIELDS) -> dict:
+    """The metadata of a table that had ``old`` once the rows described by ``new`` join it.
+
+    ``new`` replaces the values of ``old`` except for the fields of ``keep`` (by default
+    :data:`TABLE_FIELDS`), which ``old`` keeps where it has them; ``img_sizes`` and ``spaces`` list every
+    resolution and space of both, in order of first appearance (a table that records only ``img_size`` or
+    ``space`` counts as listing that one); ``created`` stays the first one recorded and ``updated`` is now.
+    """
+    meta = {**old, **new}
+    for f in keep:
+        if f in old:
+            meta[f] = old[f]
+    for list_key, one_key in LIST_FIELDS.items():
+        vals: list = []
+        for v in _listed(old, list_key, one_key) + _listed(new, list_key, one_key):
+            if v not in vals:
+                vals.append(v)
+        if vals:
+            meta[list_key] = vals
+    meta["created"] = old.get("created") or new.get("created") or now_iso()
+    meta["updated"] = now_iso()
+    return meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,18 +399,9 @@ def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataF
     allrows["_order"] = range(len(allrows))
     merged = allrows.sort_values(["_cv", "_order"]).drop_duplicates("key", keep="first").sort_values("_order")
     merged = merged.drop(columns=["_cv", "_order"])
-    meta = dict(metas[0])
-    for m in metas[1:]:
-        for k, v in m.items():
-            meta.setdefault(k, v)
-    for list_key, one_key in (("img_sizes", "img_size"), ("spaces", "space")):
-        vals = []
-        for m in metas:
-            for v in (m.get(list_key) or ([m[one_key]] if one_key in m else [])):
-                if v not in vals:
-                    vals.append(v)
-        if vals:
-            meta[list_key] = vals
+    meta: dict = {}
+    for m in metas:                                       # where the tables differ, the first one's values win
+        meta = merge_meta(meta, m, keep=list(meta))
     meta["merged_from"] = [str(p) for p in paths]
     meta["updated"] = now_iso()
     meta["rows"] = int(len(merged))

@@ -1,6 +1,6 @@
 """TensorRT profiler: ONNX export, engine build and timing with ``trtexec``.
 
-Each unit is exported to ONNX (opset 20, as for ONNX Runtime) and timed with
+Each unit is exported to ONNX (:func:`profilers.convert.export_onnx`, as for ONNX Runtime) and timed with
 ``trtexec --onnx=.. --shapes=input:1xCxHxW [--fp16] --noDataTransfers --useCudaGraph --useSpinWait``,
 once per round. The table takes trtexec's **GPU Compute Time** summary line
 (``min = .. ms, max = .., mean = .., median = .., percentile(90%) = .., ...``): the median of the round
@@ -12,6 +12,7 @@ std, so those stay empty. Needs ``trtexec`` on PATH (or ``--trtexec PATH``): it 
 """
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from profilers.base import Profiler, ProfilerUnavailable, main
-from profilers.onnxruntime import export_onnx
+from profilers.base import Profiler, ProfilerUnavailable
+from profilers.cli import main
+from profilers.convert import OPSET, export_onnx
 from profilers.stats import LatencyStats
 
 __all__ = ["TensorRTProfiler", "parse_trtexec", "TrtexecError", "trtexec_stats"]
@@ -105,7 +107,7 @@ class TensorRTProfiler(Profiler):
         if self._which():
             return
         try:
-            import tensorrt  # noqa: F401
+            importlib.import_module("tensorrt")
             has_py = True
         except ImportError:
             has_py = False
@@ -131,7 +133,7 @@ class TensorRTProfiler(Profiler):
 
     def settings(self) -> dict:
         return {"tool": "trtexec", "flags": self.flags(), "metric": "GPU Compute Time", "exporter": "torchscript",
-                "opset": 20}
+                "opset": OPSET}
 
     def flags(self) -> list[str]:
         f = ["--noDataTransfers", "--useCudaGraph", "--useSpinWait"]

@@ -1,7 +1,6 @@
-"""TFLite / LiteRT profiler: litert-torch conversion, timed locally with the LiteRT interpreter
-(XNNPACK) or on an Android phone with ``benchmark_model`` over adb.
+"""TFLite / LiteRT profiler: litert-torch conversion (:func:`profilers.convert.export_tflite`), timed
+locally with the LiteRT interpreter (XNNPACK) or on an Android phone with ``benchmark_model`` over adb.
 
-Conversion: ``litert_torch.convert(module, (x,)).export(path)`` (NCHW in and out, as in torch).
 Local timing (device connection ``local``): ``ai_edge_litert.interpreter.Interpreter(num_threads=...)``
 with XNNPACK; the input is set once and ``invoke()`` is timed, as ``benchmark_model`` does.
 Phone timing (connection ``adb``): see :mod:`profilers.adb`.
@@ -11,45 +10,19 @@ Phone timing (connection ``adb``): see :mod:`profilers.adb`.
 """
 from __future__ import annotations
 
+import importlib
 import os
-import warnings
-from pathlib import Path
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-import torch
 
 from profilers.adb import AdbBenchmark, delegate_flags
-from profilers.base import Profiler, ProfilerUnavailable, main, quiet_output
+from profilers.base import Profiler, ProfilerUnavailable
+from profilers.cli import main
+from profilers.convert import export_tflite, quiet_output
 from profilers.stats import LatencyStats
 
-__all__ = ["TFLiteProfiler", "export_tflite"]
-
-
-def _litert_torch(quiet: bool = True):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with quiet_output(quiet), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import litert_torch
-            from litert_torch import _config
-    except ImportError:
-        raise ProfilerUnavailable("litert-torch is not installed: pip install 'effv2-nas[tflite-convert]' "
-                                  "(litert-torch==0.10.0)") from None
-    try:
-        _config.config.show_progress = False
-    except Exception:                               # pragma: no cover - older/newer litert-torch
-        pass
-    return litert_torch
-
-
-def export_tflite(module: torch.nn.Module, input_shape: tuple, path: Path, quiet: bool = True) -> Path:
-    """Convert ``module`` to a ``.tflite`` flatbuffer with litert-torch (fp32)."""
-    lt = _litert_torch(quiet)
-    x = torch.randn(*input_shape)
-    with quiet_output(quiet), warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        lt.convert(module.eval(), (x,)).export(str(path))
-    return Path(path)
+__all__ = ["TFLiteProfiler"]
 
 
 class TFLiteProfiler(Profiler):
@@ -91,9 +64,8 @@ class TFLiteProfiler(Profiler):
         d = {"converter": "litert-torch", "delegate": self.device.delegate or "xnnpack",
              "connection": self.device.connection_type}
         try:
-            from importlib.metadata import version
             d["converter_version"] = version("litert-torch")
-        except Exception:
+        except PackageNotFoundError:
             pass
         if self.remote:
             d["benchmark_model_flags"] = delegate_flags(self.device.delegate, self.device.precision)
@@ -111,7 +83,7 @@ class TFLiteProfiler(Profiler):
             raise ProfilerUnavailable(f"device {self.device.name!r} uses the {self.device.delegate} delegate, which "
                                       f"the local LiteRT interpreter does not provide; it is measured over adb")
         try:
-            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+            importlib.import_module("ai_edge_litert.interpreter")
         except ImportError:
             raise ProfilerUnavailable("ai-edge-litert is not installed: pip install ai-edge-litert==2.3.0") from None
 

@@ -1,20 +1,20 @@
 """Core ML: conversion on Linux, the device bundle, and importing on-device timings."""
 import json
-import sys
 
 import pytest
 
 from nas.space.units import space_units
 from nas.space.spaces import TINY_SPACE
 from profilers.base import ProfilerUnavailable
-from profilers.coreml import CoreMLProfiler, import_results, load_results, main, write_bundle
+from profilers.coreml import CoreMLProfiler, main
+from profilers.coreml_bundle import import_results, load_results, write_bundle
 from profilers.table import TableError, read_table
 
 ct = pytest.importorskip("coremltools")
 UNITS = space_units(TINY_SPACE, 64, 10)
 
 
-def test_bundle_conversion_and_import(tmp_path):
+def test_bundle_conversion_and_import(tmp_path, capsys):
     prof = CoreMLProfiler("iphone12")
     specs = [u for u in UNITS if u.kind in ("ffn", "attn")][:2]
     bundle = tmp_path / "bundle"
@@ -44,7 +44,13 @@ def test_bundle_conversion_and_import(tmp_path):
     assert df.loc[specs[0].key, "p50_ms"] == pytest.approx(0.405) and df.loc[specs[0].key, "n"] == 10
     assert df.loc[specs[1].key, "p90_ms"] == 0.9 and meta["device"] == "iphone12" and meta["runtime"] == "coreml"
     assert "iOS 17.5" in meta["runtime_version"]
+    capsys.readouterr()
     assert main(["import", "--device", "iphone12", "--bundle", str(bundle), "--out", str(out), str(res)]) == 0
+    assert "added 0 unit(s), 2 already present" in capsys.readouterr().out
+    assert main(["--device", "iphone12", "--space", "tiny", "--img-size", "64", "--num-classes", "10",
+                 "--bundle", str(bundle), "--limit", "0", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "converted 0 unit(s)" in said and "2 in the manifest" in said and "profilers.coreml import" in said
 
 
 def test_bad_results_and_prediction_off_macos(tmp_path):

@@ -1,11 +1,9 @@
 """Real measurements on this machine's CPU: ONNX Runtime and LiteRT on tiny units and a whole network."""
-import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,6 +12,7 @@ from models import EfficientFormerV2
 from nas.space.units import probe_units, space_units
 from nas.space.spaces import TINY_SPACE
 from profilers import LatencyStats, get_profiler
+from profilers.convert import export_onnx
 from profilers.stats import Protocol, summarize_rounds, summarize_runs
 from profilers.table import read_table
 
@@ -69,7 +68,6 @@ def test_onnxruntime_measures_real_units(kind):
 
 
 def test_onnx_export_keeps_gelu_as_one_op(tmp_path):
-    from profilers.onnxruntime import export_onnx
     m, shape = UNITS["ffn"].build()
     g = onnx.load(str(export_onnx(m, shape, tmp_path / "f.onnx")))
     ops = [n.op_type for n in g.graph.node]

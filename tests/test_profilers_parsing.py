@@ -158,9 +158,8 @@ def test_adb_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))                 # no adb anywhere
     with pytest.raises(ProfilerUnavailable, match="adb is not on PATH"):
         AdbBenchmark().check()
-    from profilers.tflite import main
     from profilers.tflite import TFLiteProfiler
-    from profilers.base import main as base_main
+    from profilers.cli import main as base_main
     rc = base_main(TFLiteProfiler, ["--device", "pixel6", "--space", "tiny", "--img-size", "64",
                                     "--out", str(tmp_path / "px.csv"), "--no-progress"])
     assert rc == 2

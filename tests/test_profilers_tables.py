@@ -1,21 +1,25 @@
 """Tables: resumable runs, shards and merge, coverage, malformed files, the device registry."""
+import ast
 import json
+from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from nas.core.version import TOOL, __version__
 from nas.space.units import space_units
 from nas.space.spaces import TINY_SPACE
 from profilers import get_profiler
-from profilers.base import main as cli_main, parse_shard, run_table, shard_specs
+from profilers.cli import main as cli_main
 from profilers.coverage import coverage_report, main as coverage_main, missing_keys
 from profilers.devices import DeviceError, format_devices, get_device, list_devices
 from profilers.merge import main as merge_main
+from profilers.runner import parse_shard, run_table, shard_specs
 from profilers.stats import Protocol
-from profilers.table import COLUMNS, TableError, merge_tables, meta_path, read_table, table_path
+from profilers.table import COLUMNS, TableError, merge_meta, merge_tables, meta_path, read_table, table_path
 
 FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
 UNITS = space_units(TINY_SPACE, 64, 10)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def ort(threads=None):
@@ -105,10 +109,11 @@ def test_resume_after_a_killed_run_measures_only_the_rest(tmp_path):
     assert run(ort(), specs, out)["measured"] == 0                      # nothing left to do
 
 
-def test_incomplete_last_line_is_ignored_then_repaired(tmp_path):
+def test_incomplete_last_line_is_ignored_then_repaired(tmp_path, capsys):
     out = tmp_path / "t.csv"
     specs = some_units(3)
     run(ort(), specs[:2], out)
+    assert capsys.readouterr().out == ""                                  # the library logs, it does not print
     with open(out, "a") as f:
         f.write(f"{specs[2].key},ffn,16,16,16,1")                       # killed mid-write
     with pytest.warns(UserWarning, match="incomplete last line"):
@@ -207,3 +212,26 @@ def test_missing_table_names_the_command(tmp_path):
     with pytest.raises(TableError, match="metadata is not valid JSON"):
         read_table(tmp_path / "x.csv")
     assert issubclass(TableError, ValueError)
+
+
+def test_metadata_merges_one_way():
+    old = {"device": "local-cpu", "runtime": "onnxruntime", "created": "2025-01-01T00:00:00+00:00", "img_size": 224,
+           "space": "efficientformerv2", "runtime_version": "1.0", "tool": "effv2-nas profilers",
+           "tool_version": "0.1.0"}                                # an older table: no img_sizes nor spaces
+    new = ort().table_meta("tiny", 64, 10)
+    assert new["tool"] == TOOL and new["tool_version"] == __version__
+    m = merge_meta(old, new)
+    assert m["created"] == old["created"] and (m["img_size"], m["space"]) == (224, "efficientformerv2")
+    assert m["img_sizes"] == [224, 64] and m["spaces"] == ["efficientformerv2", "tiny"]
+    assert m["runtime_version"] == new["runtime_version"] and m["tool"] == TOOL and m["updated"]
+    first = merge_meta(old, new, keep=list(old))                  # how merge_tables combines tables
+    assert first["runtime_version"] == "1.0" and first["img_sizes"] == [224, 64]
+
+
+def test_no_plugin_imports_another():
+    plugins = {"onnxruntime", "tflite", "coreml", "tensorrt"}
+    for name in plugins:
+        tree = ast.parse((ROOT / "profilers" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not imported & {f"profilers.{p}" for p in plugins - {name}}, name

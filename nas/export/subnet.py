@@ -22,9 +22,10 @@ import torch
 
 from models.efficientformer_v2 import EfficientFormerV2
 from profilers.base import ProfilerUnavailable
+from profilers.convert import export_coreml, export_onnx, export_tflite
 from nas.supernet.checkpoint import safe_load
 from nas.supernet.evaluate import recalibrate_bn
-from nas.space.spaces import Arch
+from nas.space.arch import Arch
 from nas.supernet.supernet import SlimmableSupernet
 
 __all__ = ["FORMATS", "export_subnet", "load_exported", "ExportError"]
@@ -152,15 +153,12 @@ def export_subnet(supernet: SlimmableSupernet, arch: Arch, out_dir: str | Path,
             continue
         try:
             if fmt == "onnx":
-                from profilers.onnxruntime import export_onnx
                 path = export_onnx(model, shape, out / "model.onnx")
                 record(fmt, path, _check_onnx, 1e-4 * max(1.0, scale))
             elif fmt == "tflite":
-                from profilers.tflite import export_tflite
                 path = export_tflite(model, shape, out / "model.tflite", quiet=quiet)
                 record(fmt, path, _check_tflite, 5e-3 * scale)
             elif fmt == "coreml":
-                from profilers.coreml import export_coreml
                 path = export_coreml(model, shape, out / "model.mlpackage", quiet=quiet)
                 record(fmt, path, _check_coreml, 5e-2 * scale)      # fp16 compute
         except (ImportError, ProfilerUnavailable) as e:

@@ -1,0 +1,176 @@
+"""The command line every runtime plugin shares: ``python -m profilers.<runtime> --device NAME [...]``.
+
+A plugin module ends with ``raise SystemExit(main(MyProfiler))``; :func:`build_parser` gives it the shared
+flags (device, space, resolution, protocol, sharding, output, plus :func:`nas.core.cli.add_common_args`)
+and :meth:`profilers.base.Profiler.add_arguments` its own. Errors the user can fix exit with status 2
+and one line on stderr (:func:`nas.core.cli.command`); the summary is logged at INFO (stdout).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from nas.core.cli import add_common_args, command, nonnegative_int, positive_int
+from nas.core.errors import UserError
+from nas.space.spaces import get_space
+from nas.space.units import probe_units, space_units
+
+from profilers import get_profiler
+from profilers.coverage import coverage_report
+from profilers.devices import RUNTIMES, Device, DeviceError, format_devices, get_device
+from profilers.runner import parse_shard, run_table, shard_specs
+from profilers.stats import Protocol
+from profilers.table import table_path
+
+__all__ = ["build_parser", "default_out", "parse_cpus", "user_errors", "run_cli", "main", "dispatch"]
+
+log = logging.getLogger(__name__)
+
+
+def build_parser(runtime: str, description: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser every ``python -m profilers.<runtime>`` shares."""
+    ap = argparse.ArgumentParser(
+        prog=f"python -m profilers.{runtime}",
+        description=description or f"Measure every unit of a search space with {runtime} and append it to "
+                                   f"latency_tables/{{device}}.{runtime}.csv (resumable).")
+    ap.add_argument("--device", help="device name from profilers/devices.json (see --list-devices)")
+    ap.add_argument("--list-devices", action="store_true", help="print the device registry and exit")
+    ap.add_argument("--space", default="efficientformerv2", help="search space name or JSON file (default: %(default)s)")
+    ap.add_argument("--img-size", type=positive_int, default=224, help="input resolution (default: %(default)s)")
+    ap.add_argument("--num-classes", type=positive_int, default=1000, help="classes of the head (default: %(default)s)")
+    ap.add_argument("--threads", type=positive_int, default=None, help="override the device's thread count")
+    ap.add_argument("--cpus", default=None,
+                    help="comma-separated CPU cores to pin this process to (default: the device's 'cpus'; "
+                         "'none' to not pin)")
+    ap.add_argument("--shard", default=None, help="measure shard i of n only (i/n, 1-based); merge the shard "
+                                                  "tables with python -m profilers.merge")
+    ap.add_argument("--out", default=None, help="table path (default: latency_tables/{device}.{runtime}.csv; "
+                                                "with --shard, latency_tables/shards/...)")
+    ap.add_argument("--runs", type=positive_int, default=None, help="timed calls per round (default: enough for ~0.12 s)")
+    ap.add_argument("--rounds", type=positive_int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
+    ap.add_argument("--warmup", type=nonnegative_int, default=Protocol.warmup, help="warm-up calls (default: %(default)s)")
+    ap.add_argument("--max-cv", type=float, default=Protocol.max_cv,
+                    help="re-measure a unit whose round medians vary more than this (default: %(default)s)")
+    ap.add_argument("--limit", type=nonnegative_int, default=None, help="measure at most N missing units")
+    ap.add_argument("--coverage", action="store_true", help="report which units the table lacks and exit")
+    ap.add_argument("--keep-exports", default=None, help="keep exported models in this folder")
+    add_common_args(ap)                               # --debug, -v (also: show converter output), -q, --no-progress
+    return ap
+
+
+def default_out(device: str, runtime: str, shard) -> Path:
+    """The table a run writes without ``--out``: the device's table, or its shard's under ``shards/``."""
+    p = table_path(device, runtime)
+    if shard:
+        return p.parent / "shards" / f"{device}.{runtime}.shard{shard[0]}of{shard[1]}.csv"
+    return p
+
+
+def parse_cpus(spec: str | None, device: Device) -> list[int] | None | str:
+    """The cores of ``--cpus`` (comma-separated; ``none`` or ``all``: not pinned), or ``"device"`` (the
+    device entry's) when not given."""
+    if spec is None:
+        return "device"
+    if spec.lower() in ("none", "all", ""):
+        return None
+    try:
+        cpus = [int(c) for c in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--cpus takes comma-separated core numbers, e.g. 0 or 0,1 (got {spec!r})") from None
+    n = os.cpu_count() or 1
+    if not set(cpus) <= set(range(n)):
+        raise ValueError(f"--cpus {spec}: this machine has cores 0..{n - 1}")
+    return cpus
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Inside a command: a ``ValueError`` or ``KeyError`` (a bad value or name given on the command line)
+    becomes a :class:`~nas.core.errors.UserError` with the same message, so :func:`nas.core.cli.command`
+    reports it in one line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (ValueError, KeyError) as e:
+        raise UserError(str(e)) from e
+
+
+def run_cli(profiler_cls, argv: Sequence[str]) -> int:
+    """``python -m profilers.<runtime>`` without the error handling of :func:`main` (for commands that
+    extend it, such as ``python -m profilers.coreml``)."""
+    ap = build_parser(profiler_cls.name)
+    profiler_cls.add_arguments(ap)
+    args = ap.parse_args(argv)
+    if args.list_devices:
+        print(format_devices())
+        return 0
+    if not args.device:
+        ap.error("--device is required (see --list-devices)")
+    with user_errors():
+        device = get_device(args.device)
+        if device.connection_type == "reference":
+            raise DeviceError(f"{device.name!r} is a reference device: its tables were measured on another machine "
+                              f"and ship as they are. To measure this machine, use --device local-cpu")
+        space = get_space(args.space)
+        shard = parse_shard(args.shard)
+        specs = space_units(space, args.img_size, args.num_classes)
+        out = Path(args.out) if args.out else default_out(device.name, profiler_cls.name, shard)
+        if args.coverage:
+            text, missing = coverage_report(out, space, args.img_size, args.num_classes)
+            print(text)
+            return 1 if missing else 0
+        protocol = Protocol(warmup=args.warmup, rounds=args.rounds, runs=args.runs, max_cv=args.max_cv)
+        prof = profiler_cls(device, threads=args.threads, protocol=protocol, keep_exports=args.keep_exports,
+                            quiet=not args.verbose, cpus=parse_cpus(args.cpus, device),
+                            **profiler_cls.options_from_args(args))
+        torch.set_num_threads(max(1, prof.threads))
+        res = run_table(prof, shard_specs(specs, shard), out, space_name=space.name, img_size=args.img_size,
+                        num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,
+                        probe_specs=probe_units(), space=space.to_dict())
+    log.info("%s: measured %d unit(s) in %.1f s, %d already present, %d left", res["path"], res["measured"],
+             res["seconds"], res["skipped"], res["remaining"])
+    return 0
+
+
+def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m profilers.<runtime>``: ``raise SystemExit(main(MyProfiler))``."""
+    return command(lambda a: run_cli(profiler_cls, a))(argv)
+
+
+#: ``effv2-profile`` subcommands besides the runtimes: the module whose ``main(argv)`` runs them.
+TOOLS = {"coverage": "profilers.coverage", "merge": "profilers.merge"}
+
+
+def _usage() -> str:
+    return ("usage: effv2-profile <runtime> --device NAME [args]   (= python -m profilers.<runtime>)\n"
+            f"       effv2-profile {{{','.join(TOOLS)}}} [args]\n\nruntimes: {', '.join(RUNTIMES)}\n"
+            "effv2-profile <runtime> --help shows its arguments; --list-devices the known devices.")
+
+
+def dispatch(argv: Sequence[str] | None = None) -> int:
+    """``effv2-profile <runtime|coverage|merge> [args]``: the console script over ``python -m profilers.*``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name in TOOLS:
+        return importlib.import_module(TOOLS[name]).main(rest)
+    try:
+        cls = get_profiler(name)
+    except KeyError as e:
+        print(f"error: {e.args[0]}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    own = getattr(importlib.import_module(cls.__module__), "main", None)
+    if own is not None and own is not main:        # a plugin with its own command (profilers.coreml)
+        return own(rest)
+    return main(cls, rest)
