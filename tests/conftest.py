@@ -44,7 +44,7 @@ def tiny_table(tmp_path_factory):
     from nas.space.units import probe_units, space_units
     from nas.space.spaces import TINY_SPACE
     from profilers import get_profiler
-    from profilers.base import run_table
+    from profilers.runner import run_table
     from profilers.stats import Protocol
     out = tmp_path_factory.mktemp("tables") / "local-cpu.onnxruntime.csv"
     prof = get_profiler("onnxruntime")("local-cpu", protocol=Protocol(**FAST_PROTOCOL))
@@ -56,9 +56,8 @@ def tiny_table(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_supernet(tmp_path_factory):
     """A supernet of the tiny space trained for a few steps on Fashion-MNIST at 64 px (a run folder)."""
-    from nas.training.trainer import main
+    from nas.training import TrainConfig, train
     out = tmp_path_factory.mktemp("supernet")
-    main(["--space", "tiny", "--batch-size", "16", "--train-subset", "800", "--eval-size", "100",
-          "--calib-batches", "1", "--no-progress", "--threads", "1", "--steps", "30", "--eval-every", "0",
-          "--lr", "3e-3", "--no-plot", "--out", str(out)])
+    train(TrainConfig(space="tiny", batch_size=16, train_subset=800, eval_size=100, calib_batches=1, progress=False,
+                      threads=1, steps=30, eval_every=0, lr=3e-3, plot=False, out=str(out)))
     return out

@@ -87,7 +87,7 @@ def _s0():
     (lambda d: d["blocks"][0][0].pop("ratio"), '"ratio" is missing'),
 ])
 def test_architecture_parsing_is_strict(edit, problem):
-    from nas.space.spaces import Arch, ArchError
+    from nas.space.arch import Arch, ArchError
     d = _s0()
     edit(d)
     with pytest.raises(ArchError, match=problem):
@@ -97,7 +97,8 @@ def test_architecture_parsing_is_strict(edit, problem):
 def test_architectures_outside_the_space_get_no_latency():
     import numpy as np
     from nas.latency.predictor import LatencyPredictor
-    from nas.space.spaces import DEFAULT_SPACE, Arch, ArchError
+    from nas.space.arch import Arch, ArchError
+    from nas.space.spaces import DEFAULT_SPACE
     pred = LatencyPredictor.from_table("ref-epyc")
     d = _s0()
     for b in d["blocks"][0]:
@@ -131,7 +132,7 @@ def test_architectures_outside_the_space_get_no_latency():
 
 def test_search_cache_survives_a_torn_last_line(tmp_path):
     import pandas as pd
-    from nas.search.runner import EvaluationCache
+    from nas.search.cache import EvaluationCache
     from nas.space.spaces import TINY_SPACE
     a, b, c = (TINY_SPACE.sample(i) for i in range(3))
     cache = EvaluationCache(tmp_path, {"x": 1})
@@ -147,7 +148,7 @@ def test_search_cache_survives_a_torn_last_line(tmp_path):
 
 
 def test_search_cache_is_keyed_by_the_supernets_content(tmp_path):
-    from nas.search.runner import file_digest
+    from nas.search.cache import file_digest
     p = tmp_path / "last.pt"
     p.write_bytes(b"a" * 1000)
     d1 = file_digest(p)
@@ -156,7 +157,7 @@ def test_search_cache_is_keyed_by_the_supernets_content(tmp_path):
 
 
 def test_forgetting_resume_does_not_destroy_a_finished_run(tiny_supernet, capsys):
-    from nas.training.trainer import main
+    from nas.cli.train import main
     ck, metrics = tiny_supernet / "last.pt", tiny_supernet / "metrics.csv"
     before = (ck.read_bytes(), metrics.read_text())
     assert main(["--space", "tiny", "--out", str(tiny_supernet), "--steps", "2", "--no-progress"]) == 2
@@ -168,7 +169,7 @@ def test_forgetting_resume_does_not_destroy_a_finished_run(tiny_supernet, capsys
 @pytest.mark.parametrize("flag, value", [("--steps", "-1"), ("--batch-size", "0"), ("--ckpt-every", "0"),
                                          ("--lr", "nan"), ("--threads", "0")])
 def test_impossible_training_arguments_are_refused_with_a_message(tmp_path, capsys, flag, value):
-    from nas.training.trainer import main
+    from nas.cli.train import main
     with pytest.raises(SystemExit) as e:
         main(["--space", "tiny", "--out", str(tmp_path / "run"), flag, value])
     assert e.value.code == 2 and flag in capsys.readouterr().err
@@ -177,7 +178,7 @@ def test_impossible_training_arguments_are_refused_with_a_message(tmp_path, caps
 
 def test_profiler_threads_zero_is_refused(capsys):
     from profilers import get_profiler
-    from profilers.base import main
+    from profilers.cli import main
     with pytest.raises(SystemExit) as e:
         main(get_profiler("onnxruntime"), ["--device", "local-cpu", "--threads", "0"])
     assert e.value.code == 2 and "--threads" in capsys.readouterr().err
@@ -192,7 +193,7 @@ def test_core_ml_import_validates_before_it_writes(tmp_path, value, problem):
     import json
     from nas.space.units import space_units
     from nas.space.spaces import TINY_SPACE
-    from profilers.coreml import import_results
+    from profilers.coreml_bundle import import_results
     from profilers.table import TableError, read_table
     keys = [u.key for u in space_units(TINY_SPACE, 64, 10)][:2]
     out = tmp_path / "iphone12.coreml.csv"
@@ -212,7 +213,7 @@ def test_a_comma_in_a_timestamp_is_quoted_not_a_torn_table(tmp_path):
     import json
     from nas.space.units import space_units
     from nas.space.spaces import TINY_SPACE
-    from profilers.coreml import import_results
+    from profilers.coreml_bundle import import_results
     from profilers.table import read_table
     key = space_units(TINY_SPACE, 64, 10)[0].key
     res = tmp_path / "r.json"
@@ -251,7 +252,7 @@ def test_two_writers_of_one_table_or_folder_are_refused(tmp_path):
 
 def test_a_second_profiler_on_the_same_table_exits_with_a_message(tmp_path, capsys):
     from profilers import get_profiler
-    from profilers.base import main
+    from profilers.cli import main
     from nas.core.files import exclusive
     out = tmp_path / "local-cpu.onnxruntime.csv"
     with exclusive(out, "latency table"):             # the first profiler, still running

@@ -17,7 +17,7 @@ from nas.latency.predictor import LatencyPredictor
 from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
 from nas.latency.tables import ForeignTableError, ForeignTableWarning, resolve_table
 from profilers import get_profiler
-from profilers.base import main as profile_main
+from profilers.cli import main as profile_main
 from profilers.batch import measure_modules
 from profilers.devices import get_device
 from profilers.host import differences, fingerprint, host_id, pinned
