@@ -5,8 +5,10 @@
 
 Runs ``python -m nas.search --strategy all`` (under torchrun with one process per core when there are
 several cores), then prints the wall time of the paper's loop (target: <= 15 minutes on this CPU) and the
-three picks side by side, and says whether the paper's pick dominates, or is not dominated by, the best
-baseline pick (higher accuracy at no more latency).
+three picks side by side, each final accuracy with its standard error. It then prints the paired
+bootstrap comparisons of ``summary.json`` (every pick against S0, every pair of strategies, on the same
+final test images) and says which strategy wins: one whose pick is more accurate than every other's
+beyond the noise, or none. A difference whose confidence interval contains 0 is a tie, not a win.
 """
 import argparse
 import json
@@ -20,9 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dominates(a: dict, b: dict) -> bool:
-    return (a["accuracy"] >= b["accuracy"] and a["latency_ms"] <= b["latency_ms"]
-            and (a["accuracy"] > b["accuracy"] or a["latency_ms"] < b["latency_ms"]))
+def label(key: str) -> str:
+    return "S0" if key == "reference_s0" else key
+
+
+def points(x: float) -> str:
+    return f"{x * 100:+.2f}"
 
 
 def main():
@@ -68,6 +73,8 @@ def report(s: dict):
 
     def row(name, n, secs, c, key):
         fa = f"{c['final_accuracy'] * 100:.2f}%" if c.get("final_accuracy") is not None else "-"
+        if c.get("final_accuracy_stderr") is not None:
+            fa += f" ± {c['final_accuracy_stderr'] * 100:.2f}"
         ms = f"{measured[key]:.3f}" if key in measured else "-"
         print(f"| {name} | {n} | {secs} | {c['accuracy'] * 100:.2f}% | {fa} | {c['latency_ms']:.3f} | {ms} | "
               f"{c['params'] / 1e6:.3f} | {c['mes']:.2f} |")
@@ -79,27 +86,65 @@ def report(s: dict):
             row(name, r["n_evals"], f"{r['seconds']:.0f}", r["chosen"], name)
     if s.get("reference_s0"):
         row("S0 (hand-designed, reference)", 1, "", s["reference_s0"], "reference_s0")
-    p = paper["chosen"]
-    others = {n: r["chosen"] for n, r in st.items() if n != "paper" and r["chosen"]}
-    if p is None or not others:
+    comparisons = s.get("comparisons")
+    if comparisons:
+        compared(s, comparisons)
+    else:                                   # a summary without paired comparisons: the spread against the noise
+        spread_against_noise(s)
+
+
+def compared(s: dict, comparisons: list[dict]):
+    """The paired comparisons and verdicts of ``summary.json``, and which strategy wins, if any."""
+    st = s["strategies"]
+    c0 = comparisons[0]
+    print(f"\naccuracy differences (a - b) on the same {c0['n']} final images, in points, "
+          f"{c0['level'] * 100:.0f} % paired bootstrap intervals; an interval containing 0 is a tie:")
+    for c in comparisons:
+        verdict = f"{label(c['better'])} better" if c.get("better") else "tie"
+        print(f"  {label(c['a'])} vs {label(c['b'])}: {points(c['diff'])} points "
+              f"[{points(c['ci_low'])}, {points(c['ci_high'])}] -> {verdict}")
+    paper = (st.get("paper") or {}).get("chosen")
+    for c in comparisons:                   # the paper's pick against each baseline's: accuracy, then latency
+        if c["a"] != "paper" or c["b"] == "reference_s0" or paper is None:
+            continue
+        other = st[c["b"]]["chosen"]
+        lat = (f"predicted latency {paper['latency_ms']:.3f} ms against {other['latency_ms']:.3f} ms "
+               f"({'lower' if paper['latency_ms'] < other['latency_ms'] else 'not lower'})")
+        if c.get("better") == "paper":
+            acc = f"the paper's pick is more accurate than {c['b']}'s beyond the noise"
+        elif c.get("better"):
+            acc = f"{c['b']}'s pick is more accurate than the paper's beyond the noise"
+        else:
+            acc = f"the paper's pick and {c['b']}'s tie on accuracy"
+        print(f"paper vs {c['b']}: {acc}; {lat}")
+    print("\nverdict: " + (s.get("conclusion") or conclusion(comparisons)))
+
+
+def conclusion(comparisons: list[dict]) -> str:
+    """Which strategy's pick beats every other strategy's beyond the noise, or that none does."""
+    between = [c for c in comparisons if "reference_s0" not in (c["a"], c["b"])]
+    names = list(dict.fromkeys(n for c in between for n in (c["a"], c["b"])))
+    top = [n for n in names if all(c.get("better") == n for c in between if n in (c["a"], c["b"]))]
+    if top:
+        return f"{top[0]}'s pick is more accurate than every other strategy's beyond the noise"
+    return "no strategy's pick is more accurate than every other's beyond the noise"
+
+
+def spread_against_noise(s: dict):
+    st = s["strategies"]
+    fin = s.get("final_heldout", 0)
+    picks = [r["chosen"] for r in st.values() if r["chosen"]]
+    if len(picks) < 2:
         return
-    key = "final_accuracy" if p.get("final_accuracy") is not None else "accuracy"
-    pick = lambda c: {"accuracy": c[key], "latency_ms": c["latency_ms"]}
-    best_name, best = max(others.items(), key=lambda kv: (kv[1][key], -kv[1]["latency_ms"]))
-    if dominates(pick(p), pick(best)):
-        verdict = f"the paper's pick dominates the best baseline pick ({best_name})"
-    elif dominates(pick(best), pick(p)):
-        verdict = f"the paper's pick is dominated by {best_name}'s"
-    else:
-        verdict = f"neither dominates: the paper's pick is not dominated by the best baseline pick ({best_name})"
-    print(f"\n{verdict} (judged on {key.replace('_', ' ')} and predicted latency)")
+    key = "final_accuracy" if picks[0].get("final_accuracy") is not None else "accuracy"
     n = fin if key == "final_accuracy" else s["heldout"]
-    accs = [c[key] for c in [p, *others.values()]]
+    accs = [c[key] for c in picks]
     se = math.sqrt(max(accs) * (1 - max(accs)) / n)
     spread = max(accs) - min(accs)
-    print(f"the picks' {key.replace('_', ' ')} spans {spread * 100:.2f} points; one binomial standard error on "
+    print(f"\nthe picks' {key.replace('_', ' ')} spans {spread * 100:.2f} points; one binomial standard error on "
           f"{n} images is {se * 100:.2f} points"
-          + (": the accuracy differences are within noise" if spread < 2 * se else ""))
+          + (": the accuracy differences are within noise" if spread < 2 * se else "")
+          + " (this summary has no paired comparisons; rerun the search for them)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """`python -m nas.search` end to end on a real (tiny) table and supernet, resume, torchrun, export."""
+import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,12 +18,14 @@ from nas.cli.search import main
 from nas.export.subnet import export_subnet, load_exported
 from nas.latency.predictor import LatencyPredictor
 from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, register_strategy,
-                        run_search, runner)
+                        report, run_search, runner)
 from nas.search.cache import EvaluationCache
 from nas.search.evaluator import DistributedAccuracy
+from nas.search.objective import Evaluation
 from nas.space.arch import Arch
 from nas.space.spaces import TINY_SPACE
 from nas.supernet.checkpoint import load_supernet
+from nas.supernet.evaluate import SubnetEvaluator
 from nas.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +55,104 @@ def test_distributed_accuracy_in_one_process_keeps_order():
     archs = [TINY_SPACE.sample(i) for i in range(5)]
     pool = DistributedAccuracy(lambda a: sum(a.widths), progress=False)
     assert pool(archs) == [sum(a.widths) for a in archs]
+
+
+def test_distributed_accuracy_gathers_per_image_vectors():
+    archs = [TINY_SPACE.sample(i) for i in range(3)]
+    pool = DistributedAccuracy({"search": lambda a: 0.5, "final": lambda a: torch.tensor(a.widths) > 40},
+                               progress=False)
+    got = pool(archs, which="final")
+    assert all(isinstance(v, np.ndarray) and v.dtype == bool for v in got)
+    assert [v.tolist() for v in got] == [[w > 40 for w in a.widths] for a in archs]
+    assert pool(archs) == [0.5] * 3
+
+
+def _widths_vector(arch):                       # a per-image vector that says which process made it
+    return np.array([w > 40 for w in arch.widths] + [torch.distributed.get_rank() == 1])
+
+
+def _gather_vectors_in_two_processes(rank, init, out):
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        pool = DistributedAccuracy({"final": _widths_vector}, progress=False)
+        if rank == 0:
+            got = pool([TINY_SPACE.sample(i) for i in range(5)], which="final")
+            pool.close()
+            np.save(out, np.stack(got))
+        else:
+            pool.serve()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_distributed_accuracy_gathers_vectors_across_processes(tmp_path):
+    out = tmp_path / "got.npy"
+    torch.multiprocessing.spawn(_gather_vectors_in_two_processes, args=(f"file://{tmp_path / 'init'}", str(out)),
+                                nprocs=2)
+    got = np.load(out)
+    archs = [TINY_SPACE.sample(i) for i in range(5)]
+    assert got[:, :-1].tolist() == [[w > 40 for w in a.widths] for a in archs]
+    assert got[:, -1].tolist() == [False, True, False, True, False]          # every other arch on rank 1
+
+
+def test_final_comparison_pairs_every_pick_with_s0_and_each_other(tmp_path):
+    """Picks and S0 on the same final images: S0 comparisons first, then every pair; a shared pick is
+    evaluated once and ties with itself."""
+    archs = [TINY_SPACE.sample(i) for i in range(3)]
+    rng = np.random.default_rng(0)
+    base_ = rng.random(2000) < 0.6
+    vectors = {archs[0].to_json(): base_ | (rng.random(2000) < 0.5),                 # clearly better than S0
+               archs[1].to_json(): base_.copy()}                                     # S0's twin
+    vectors[archs[2].to_json()] = base_                                              # S0
+    calls = []
+
+    def final_fn(arch):
+        calls.append(arch.to_json())
+        return vectors[arch.to_json()]
+
+    class Final:
+        num_heldout = 2000
+
+        def standard_error(self, p):
+            return math.sqrt(p * (1 - p) / 2000)
+
+    ev = lambda a: Evaluation(a, 0.5, 1.0, 1000, 1.0)
+    pool = DistributedAccuracy({"final": final_fn}, progress=False)
+    setup = runner._Setup(None, None, None, {}, None, Final(), pool, 1)
+    search = runner._Search(SearchConfig(), setup, tmp_path, "cpu", "onnxruntime")
+    outcomes = {n: SearchOutcome(n, [], ev(archs[i]), 1) for n, i in [("paper", 0), ("nsga2", 1), ("random", 1)]}
+    search._compare_finally(outcomes, ev(archs[2]))
+    assert sorted(calls) == sorted(vectors)                                          # each distinct arch once
+    got = {(c["a"], c["b"]): c for c in search.comparisons}
+    assert list(got) == [("paper", "reference_s0"), ("nsga2", "reference_s0"), ("random", "reference_s0"),
+                         ("paper", "nsga2"), ("paper", "random"), ("nsga2", "random")]
+    assert got["paper", "reference_s0"]["better"] == "paper" and got["paper", "nsga2"]["verdict"] == "a better"
+    assert got["nsga2", "reference_s0"]["verdict"] == "tie" and got["nsga2", "reference_s0"]["ci_high"] == 0
+    assert got["nsga2", "random"]["diff"] == 0 and got["nsga2", "random"]["better"] is None
+    assert search.final_scores["reference_s0"]["final_accuracy"] == pytest.approx(base_.mean())
+    text = report.conclusion(search.comparisons)
+    assert text.startswith("paper's pick is more accurate than every other strategy's beyond the noise.")
+    assert "Against S0, beyond the noise: better: paper; the others tie." in text
+    line = report.describe_comparison(got["nsga2", "reference_s0"])
+    assert line == "nsga2 vs S0: +0.00 points [+0.00, +0.00] -> tie"
+    assert report.conclusion(search.comparisons[1:3] + search.comparisons[5:]) == (
+        "No strategy's pick is more accurate than another's beyond the noise: a tie. No pick differs from S0 "
+        "beyond the noise.")
+
+
+def test_evaluator_per_image_correctness_is_accuracy_image_by_image(tiny_supernet):
+    net, meta = load_supernet(tiny_supernet)
+    ev = SubnetEvaluator.from_dataset(net, meta["dataset"], heldout=96, calib_batches=1, batch_size=32)
+    a, b = TINY_SPACE.max_arch(), TINY_SPACE.min_arch()
+    va = ev.correct(a)
+    assert va.dtype == bool and va.shape == (ev.num_heldout,) == (96,)
+    assert va.mean() == ev.accuracy(a)
+    vb = ev.correct(b)
+    assert vb.mean() == ev.accuracy(b)
+    assert np.array_equal(ev.correct(a), va)                       # same images, same order, every call
+    p = float(va.mean())
+    assert ev.standard_error(p) == pytest.approx(math.sqrt(p * (1 - p) / 96))
 
 
 def test_search_all_strategies_then_resume(tiny_table, tiny_supernet, tmp_path, capsys):
@@ -94,6 +197,29 @@ def test_search_all_strategies_then_resume(tiny_table, tiny_supernet, tmp_path, 
     assert pd.read_csv(tmp_path / "paper" / "trajectory.csv")["action"].tolist() == traj["action"].tolist()
     assert "paper:" in first and "nsga2:" in first
 
+    # the picks compared on the same final images: accuracy ± standard error, paired intervals, verdicts
+    assert (comp["final_accuracy_stderr"] - np.sqrt(comp["final_accuracy"] * (1 - comp["final_accuracy"]) / 300)
+            ).abs().max() < 1e-9
+    assert comp["accuracy_stderr"].notna().all()
+    comps = summary["comparisons"]
+    assert [(c["a"], c["b"]) for c in comps] == [("paper", "nsga2"), ("paper", "random"), ("nsga2", "random")]
+    for c in comps:
+        assert c["diff"] == pytest.approx(comp.loc[c["a"], "final_accuracy"] - comp.loc[c["b"], "final_accuracy"])
+        assert c["ci_low"] <= c["diff"] <= c["ci_high"] and c["n"] == 300 and c["level"] == 0.95
+        tie = c["ci_low"] <= 0 <= c["ci_high"]
+        assert c["verdict"] == ("tie" if tie else "a better" if c["ci_low"] > 0 else "b better")
+        assert c["better"] == {"tie": None, "a better": c["a"], "b better": c["b"]}[c["verdict"]]
+    assert summary["conclusion"] and "standard error" in first
+    assert re.search(r"paper vs nsga2: [+-]\d+\.\d\d points \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] -> ", first)
+
+    # the benchmark's report reads this summary
+    spec = importlib.util.spec_from_file_location("search_benchmark", REPO / "benchmarks" / "search.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.report(summary)
+    printed = capsys.readouterr().out
+    assert "paper vs nsga2:" in printed and summary["conclusion"] in printed
+
 
 def test_missing_table_and_mismatched_space_fail_clearly(tiny_supernet, tmp_path, capsys):
     def fails(args, pattern):
@@ -128,6 +254,9 @@ def test_torchrun_two_processes_take_the_same_steps(tiny_table, tiny_supernet, t
     two = pd.read_csv(tmp_path / "two" / "paper" / "trajectory.csv")
     assert two["action"].tolist() == one["action"].tolist()
     pd.testing.assert_series_equal(two["accuracy"], one["accuracy"])
+    one, two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
+    final = [d["strategies"]["paper"]["chosen"]["final_accuracy"] for d in (one, two)]
+    assert final[0] == final[1] is not None
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""A search's files: trajectories, evaluations, the comparison of strategies, and their plots.
+"""A search's files: trajectories, evaluations, the comparison of strategies, and their plots; the
+lines that state the paired comparisons of the picks (:func:`describe_comparison`, :func:`conclusion`).
 
 Every file is written atomically (a killed search never leaves half a file); plots use the headless
 backend of :func:`nas.core.plotting.pyplot`.
@@ -17,7 +18,7 @@ from nas.search.base import SearchOutcome
 from nas.search.objective import Evaluation, Step
 
 __all__ = ["rows", "write_csv", "write_json", "write_trajectory", "write_evaluations", "plot_trajectory",
-           "plot_comparison", "describe"]
+           "plot_comparison", "describe", "describe_comparison", "conclusion", "label"]
 
 COLORS = {"paper": "tab:blue", "nsga2": "tab:orange", "random": "tab:gray"}
 
@@ -115,3 +116,49 @@ def describe(ev: Evaluation | None) -> str:
         return "nothing within the budgets"
     return (f"acc {ev.accuracy * 100:6.2f}%  latency {ev.latency_ms:7.3f} ms  params {ev.params / 1e6:6.3f} M  "
             f"MES {ev.mes:7.2f}")
+
+
+def label(name: str) -> str:
+    """How a pick is named in the logs: its strategy, or ``S0`` for the hand-designed reference."""
+    return "S0" if name == "reference_s0" else name
+
+
+def describe_comparison(c: Mapping) -> str:
+    """One line for a paired comparison (a ``comparisons`` entry of ``summary.json``): the difference
+    of accuracy of ``a`` minus ``b`` in points, its confidence interval and the verdict, e.g.
+    ``paper vs S0: +0.12 points [-0.90, +1.10] -> tie``."""
+    better = c.get("better")
+    return (f"{label(c['a'])} vs {label(c['b'])}: {c['diff'] * 100:+.2f} points "
+            f"[{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}] -> "
+            + (f"{label(better)} better" if better else "tie"))
+
+
+def conclusion(comparisons: Iterable[Mapping]) -> str:
+    """What the paired comparisons show, in one or two sentences: which strategy's pick is more
+    accurate than every other strategy's beyond the noise (or that none is), and which picks differ
+    from S0 beyond the noise."""
+    comparisons = list(comparisons)
+    between = [c for c in comparisons if "reference_s0" not in (c["a"], c["b"])]
+    vs_s0 = [c for c in comparisons if c["b"] == "reference_s0"]
+    out = []
+    if between:
+        names = list(dict.fromkeys(n for c in between for n in (c["a"], c["b"])))
+        wins = [f"{c['better']} over {c['b'] if c['better'] == c['a'] else c['a']}" for c in between if c["better"]]
+        top = [n for n in names if all(c["better"] == n for c in between if n in (c["a"], c["b"]))]
+        if top:
+            out.append(f"{top[0]}'s pick is more accurate than every other strategy's beyond the noise.")
+        elif not wins:
+            out.append("No strategy's pick is more accurate than another's beyond the noise: a tie.")
+        else:
+            out.append("No strategy's pick beats every other beyond the noise (beyond it: " + ", ".join(wins) + ").")
+    if vs_s0:
+        above = [c["a"] for c in vs_s0 if c["better"] == c["a"]]
+        below = [c["a"] for c in vs_s0 if c["better"] == "reference_s0"]
+        if not above and not below:
+            out.append("No pick differs from S0 beyond the noise.")
+        else:
+            out.append("Against S0, beyond the noise: "
+                       + "; ".join(p for p in (f"better: {', '.join(above)}" if above else "",
+                                                f"worse: {', '.join(below)}" if below else "") if p)
+                       + ("; the others tie." if len(above) + len(below) < len(vs_s0) else "."))
+    return " ".join(out)

@@ -21,11 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from nas.core.distributed import init_distributed
 from nas.core.files import Busy, atomic_write_text, exclusive
+from nas.core.stats import A_BETTER, B_BETTER, binomial_stderr, paired_bootstrap
 from nas.export.subnet import FORMATS, export_subnet
 from nas.latency.local_tables import ensure_local_table
 from nas.latency.measure import make_profiler, measure_archs
@@ -36,8 +38,8 @@ from nas.search.base import SearchError, SearchOutcome, SearchStrategy, list_str
 from nas.search.cache import EvaluationCache, file_digest
 from nas.search.evaluator import DistributedAccuracy
 from nas.search.objective import Budget, Evaluation, Objective, Step
-from nas.search.report import (describe, plot_comparison, plot_trajectory, write_csv, write_evaluations,
-                               write_json, write_trajectory)
+from nas.search.report import (conclusion, describe, describe_comparison, plot_comparison,
+                               plot_trajectory, write_csv, write_evaluations, write_json, write_trajectory)
 from nas.space.arch import Arch
 from nas.space.spaces import DEFAULT_SPACE, SearchSpace
 from nas.supernet.checkpoint import checkpoint_file, checkpoint_space, load_checkpoint, load_supernet
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SUPERNET = "runs/supernet"
 DEFAULT_EVALS = 200
+BOOTSTRAP_RESAMPLES = 10_000
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,12 @@ class SearchConfig:
 
     Accuracy: ``heldout`` test images per evaluation, BatchNorms recalibrated on ``calib_batches``
     training batches of ``batch_size``; the picks are finally compared on ``final_heldout`` other test
-    images (0: not compared). Outputs go to ``out_dir`` (default ``runs/search/{device}.{runtime}``):
-    the chosen architecture is exported to ``formats`` when ``export``, and the picks are measured end
-    to end (with ``measure_threads`` threads, default the device's) when ``measure`` and the target's
-    runtime can run here. ``threads``: torch threads per process (default: cores / processes).
+    images (0: not compared): each accuracy with its standard error, each pair of picks (and each pick
+    against S0) by a paired bootstrap over those images, a difference within the noise being a tie.
+    Outputs go to ``out_dir`` (default ``runs/search/{device}.{runtime}``): the chosen architecture is
+    exported to ``formats`` when ``export``, and the picks are measured end to end (with
+    ``measure_threads`` threads, default the device's) when ``measure`` and the target's runtime can run
+    here. ``threads``: torch threads per process (default: cores / processes).
     """
 
     target: str = "local-cpu"
@@ -182,7 +188,7 @@ def run_search(config: SearchConfig) -> dict | None:
                                                  heldout_start=evaluator.num_heldout,
                                                  calib_batches=config.calib_batches, batch_size=config.batch_size,
                                                  seed=config.seed)
-            fns["final"] = final.accuracy
+            fns["final"] = final.correct          # per image: the picks are compared image by image
         except ValueError as e:
             if rank == 0:
                 log.info(f"No final evaluation of the picks: {e}")
@@ -259,7 +265,8 @@ class _Search:
     def __init__(self, config: SearchConfig, setup: _Setup, out: Path, device: str, runtime: str):
         self.config, self.setup, self.out = config, setup, out
         self.device, self.runtime = device, runtime
-        self.final_accuracy: dict[str, float] = {}
+        self.final_scores: dict[str, dict] = {}       # a pick's final accuracy and its standard error
+        self.comparisons: list[dict] = []               # paired bootstrap comparisons of the picks
 
     # -- the budgets, the cache and the objective ----------------------------------------------------
     def _budgets(self, s0: Arch | None) -> dict:
@@ -313,6 +320,10 @@ class _Search:
         if s0 is not None:                 # the hand-designed network at the same budget, for comparison
             reference = self.objective().evaluate(s0)
             log.info(f"reference S0: {describe(reference)}")
+        n = s.evaluator.num_heldout
+        log.info(f"Each search accuracy is on {n} images: standard error "
+                 + (f"about {s.evaluator.standard_error(reference.accuracy) * 100:.2f} points (at S0's accuracy)"
+                    if reference else f"at most {binomial_stderr(0.5, n) * 100:.2f} points (at 50 %)"))
 
         options = self._options()
         outcomes: dict[str, SearchOutcome] = {}
@@ -324,10 +335,11 @@ class _Search:
             if not strategy.needs_evals and own_evals is None:
                 own_evals = outcome.n_evals
 
-        reference_final = self._compare_finally(outcomes, reference)
-        summary = self._summary(outcomes, reference, reference_final)
+        self._compare_finally(outcomes, reference)
+        summary = self._summary(outcomes, reference)
         if len(outcomes) > 1:
             self._write_comparison(outcomes)
+        self._log_comparisons()
         if c.measure:
             self._measure_picks(outcomes, reference, summary)
         main_pick = next((o.chosen for o in outcomes.values() if o.chosen is not None), None)
@@ -380,51 +392,81 @@ class _Search:
             picks["reference_s0"] = reference
         return picks
 
-    def _compare_finally(self, outcomes: dict[str, SearchOutcome], reference: Evaluation | None) -> float | None:
-        """The picks' accuracy on test images none was chosen on (an unbiased comparison); S0's returned."""
+    def _compare_finally(self, outcomes: dict[str, SearchOutcome], reference: Evaluation | None) -> None:
+        """The picks' (and S0's) accuracy on test images none was chosen on (an unbiased comparison), each
+        with its standard error, and paired bootstrap intervals of their differences over those same
+        images: every strategy's pick against S0's, and every pair of strategies."""
         final = self.setup.final
-        if final is None:
-            return None
         picks = self._picks(outcomes, reference)
-        log.info(f"Final accuracy of the picks on {final.num_heldout} other test images ...")
-        accs = self.setup.pool([e.arch for e in picks.values()], which="final")
-        reference_final = None
-        for n, acc in zip(picks, accs):
-            log.info(f"  {'S0 (reference)' if n == 'reference_s0' else n:16s} {acc * 100:6.2f}%")
-            if n == "reference_s0":
-                reference_final = acc
-            else:
-                self.final_accuracy[n] = acc
-        return reference_final
+        if final is None or not picks:
+            return
+        n = final.num_heldout
+        log.info(f"Final accuracy of the picks on {n} other test images (± one standard error) ...")
+        distinct = {e.arch.to_json(): e.arch for e in picks.values()}         # a shared pick is evaluated once
+        vectors = dict(zip(distinct, self.setup.pool(list(distinct.values()), which="final")))
+        correct = {name: vectors[e.arch.to_json()] for name, e in picks.items()}
+        for name, v in correct.items():
+            acc = float(np.mean(v))
+            se = final.standard_error(acc)
+            self.final_scores[name] = {"final_accuracy": acc, "final_accuracy_stderr": se}
+            shown = "S0 (reference)" if name == "reference_s0" else name
+            log.info(f"  {shown:16s} {acc * 100:6.2f}% ± {se * 100:.2f}")
+        names = [m for m in picks if m != "reference_s0"]
+        pairs = [(m, "reference_s0") for m in names if "reference_s0" in picks]
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        for a, b in pairs:
+            c = paired_bootstrap(correct[a], correct[b], n_boot=BOOTSTRAP_RESAMPLES, seed=self.config.seed,
+                                 level=CONFIDENCE)
+            better = {A_BETTER: a, B_BETTER: b}.get(c.verdict)
+            self.comparisons.append({"a": a, "b": b, **c.to_dict(), "better": better})
 
-    def _summary(self, outcomes: dict[str, SearchOutcome], reference: Evaluation | None,
-                 reference_final: float | None) -> dict:
+    def _final_fields(self, name: str) -> dict:
+        return self.final_scores.get(name, {"final_accuracy": None, "final_accuracy_stderr": None})
+
+    def _summary(self, outcomes: dict[str, SearchOutcome], reference: Evaluation | None) -> dict:
         c, s = self.config, self.setup
+        se = s.evaluator.standard_error
         return {"target": self.device, "runtime": self.runtime, "table": str(s.table), "budgets": self.budgets,
                 "final_heldout": s.final.num_heldout if s.final is not None else 0,
-                "reference_s0": ({**reference.row(), "final_accuracy": reference_final} if reference else None),
+                "reference_s0": ({**reference.row(), "accuracy_stderr": se(reference.accuracy),
+                                  **self._final_fields("reference_s0")} if reference else None),
                 "supernet": c.supernet, "heldout": s.evaluator.num_heldout, "processes": s.world,
                 "strategies": {n: {"n_evals": o.n_evals, "seconds": round(o.seconds, 1),
                                    **({"steps": o.steps} if o.trajectory is not None else {}),
-                                   "chosen": ({**o.chosen.row(), "final_accuracy": self.final_accuracy.get(n)}
-                                              if o.chosen else None)}
-                               for n, o in outcomes.items()}}
+                                   "chosen": ({**o.chosen.row(), "accuracy_stderr": se(o.chosen.accuracy),
+                                               **self._final_fields(n)} if o.chosen else None)}
+                               for n, o in outcomes.items()},
+                "comparisons": self.comparisons,
+                "conclusion": conclusion(self.comparisons) if self.comparisons else None}
 
     def _write_comparison(self, outcomes: dict[str, SearchOutcome]) -> None:
         """``comparison.csv``, ``comparison.png`` and the table of the strategies side by side."""
+        se = self.setup.evaluator.standard_error
         rows = [{"strategy": n, "evaluations": o.n_evals, "seconds": round(o.seconds, 1),
                  **({k: v for k, v in o.chosen.row().items() if k != "arch"} if o.chosen else {}),
-                 "final_accuracy": self.final_accuracy.get(n)}
+                 "accuracy_stderr": se(o.chosen.accuracy) if o.chosen else None, **self._final_fields(n)}
                 for n, o in outcomes.items()]
         write_csv(pd.DataFrame(rows), self.out / "comparison.csv")
         if self.config.plot:
             plot_comparison(outcomes, self.out / "comparison.png", self.budgets, f"{self.device} ({self.runtime})")
         log.info("\nstrategy  evaluations  time   pick within the budgets"
-                 + ("   (final accuracy)" if self.setup.final is not None else ""))
+                 + ("   (final accuracy ± standard error)" if self.setup.final is not None else ""))
         for n, o in outcomes.items():
-            fa = self.final_accuracy.get(n)
-            fa = f"   ({fa * 100:.2f}%)" if fa is not None else ""
+            f = self._final_fields(n)
+            fa = (f"   ({f['final_accuracy'] * 100:.2f}% ± {f['final_accuracy_stderr'] * 100:.2f})"
+                  if f["final_accuracy"] is not None else "")
             log.info(f"{n:8s}  {o.n_evals:11d}  {o.seconds:4.0f} s  {describe(o.chosen)}{fa}")
+
+    def _log_comparisons(self) -> None:
+        """The paired comparisons of the picks, one line each, and what they show."""
+        if not self.comparisons:
+            return
+        c0 = self.comparisons[0]
+        log.info(f"\nAccuracy differences on the same {c0['n']} final images, in points, with "
+                 f"{c0['level'] * 100:.0f} % paired bootstrap intervals (a tie when the interval contains 0):")
+        for c in self.comparisons:
+            log.info(f"  {describe_comparison(c)}")
+        log.info(conclusion(self.comparisons))
 
     def _export(self, pick: Evaluation) -> dict:
         folder = self.out / "export"
