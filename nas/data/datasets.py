@@ -12,6 +12,10 @@ Images stay at their native size; :func:`to_input` turns a ``uint8`` batch into 
 (resized to ``img_size``, grey expanded to 3 channels, normalised). :class:`ShardedOrder` gives the
 training order as a pure function of ``(seed, step, rank)``, so a resumed run reads exactly the batches
 an uninterrupted one would.
+
+:func:`load_dataset` reads a folder into memory, which suits small folders only; training and evaluation
+open folders lazily instead (:func:`nas.data.folder.open_dataset`) and read them through
+:mod:`nas.data.loader`.
 """
 from __future__ import annotations
 
@@ -289,8 +293,12 @@ class ShardedOrder:
         p = step * self.global_batch
         return {"epoch": p // self.n, "offset": p % self.n, "global_position": p}
 
+    def positions(self, step: int) -> torch.Tensor:
+        """This rank's positions in the concatenated epochs at ``step`` (unique over steps and ranks)."""
+        return torch.arange(step * self.global_batch + self.rank, (step + 1) * self.global_batch, self.world)
+
     def indices(self, step: int) -> torch.Tensor:
-        pos = torch.arange(step * self.global_batch + self.rank, (step + 1) * self.global_batch, self.world)
+        pos = self.positions(step)
         epochs, offs = pos // self.n, pos % self.n
         out = torch.empty_like(pos)
         for e in epochs.unique().tolist():
