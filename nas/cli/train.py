@@ -4,6 +4,7 @@ The command ``python -m nas.train_supernet`` over :func:`nas.training.train`:
 
     python -m nas.train_supernet                                  # default space, Fashion-MNIST, 64 px
     python -m nas.train_supernet --resume                         # continue runs/supernet/last.pt
+    python -m nas.train_supernet --init-from eformer_l_450.pth    # warm start from released weights
     torchrun --nproc_per_node 4 -m nas.train_supernet --steps 20000 --batch-size 128
 
 Every step trains the largest subnet on the labels and the smallest plus ``--num-random`` random subnets
@@ -21,6 +22,7 @@ import torch.distributed as dist
 
 from nas.core.cli import add_common_args, command, nonnegative_int, positive_float, positive_int
 from nas.training import TrainConfig, train
+from nas.training.precision import PRECISIONS
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="for the largest subnet's CE loss")
     p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="gradient-norm clip (0: off)")
-    p.add_argument("--shift", type=int, default=d.shift, help="random translation in native pixels (0: off)")
+    p.add_argument("--shift", type=int, default=d.shift,
+                   help="random translation in native pixels of fashion-mnist / mnist (0: off)")
     p.add_argument("--out", default=d.out, help="checkpoint / metrics folder")
     p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every, help="steps between checkpoints")
     p.add_argument("--eval-every", type=nonnegative_int, default=d.eval_every,
@@ -56,12 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-batches", type=positive_int, default=d.calib_batches,
                    help="training batches for BN recalibration")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--init-from", metavar="PATH", default=d.init_from,
+                   help="start from published S0/S1/S2/L weights (a timm or official EfficientFormerV2 checkpoint); "
+                        "ignored when resuming a run")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an OUT that already holds a run (its checkpoint and metrics are replaced)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=positive_int, default=d.threads, help="torch CPU threads per process")
     p.add_argument("--train-subset", type=positive_int, default=d.train_subset,
                    help="train on a fixed random N-image subset")
+    p.add_argument("--workers", type=nonnegative_int, default=d.num_workers,
+                   help="data-loader processes per training process (default: 0 for fashion-mnist and mnist, "
+                        "min(4, cores) for a folder)")
+    p.add_argument("--randaug", type=nonnegative_int, default=d.randaug,
+                   help="RandAugment magnitude, 0-10, for folders (0: off; the EfficientFormerV2 recipe: 9)")
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off; the recipe: 0.8)")
+    p.add_argument("--cutmix", type=float, default=d.cutmix, help="cutmix Beta alpha (0: off; the recipe: 1.0)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="auto: bf16 autocast on a GPU that supports it, fp32 otherwise")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPUs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--accum-steps", type=positive_int, default=d.accum_steps,
+                   help="split each batch into this many micro-batches (gradient accumulation)")
     p.add_argument("--no-plot", action="store_true", help="skip curves.png")
     add_common_args(p)
     return p
@@ -76,7 +95,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         clip_grad=args.clip_grad, shift=args.shift, out=args.out, ckpt_every=args.ckpt_every,
         eval_every=args.eval_every, eval_size=args.eval_size, calib_batches=args.calib_batches,
         resume=args.resume, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
-        train_subset=args.train_subset, progress=not args.no_progress, plot=not args.no_plot)
+        train_subset=args.train_subset, init_from=args.init_from, num_workers=args.workers, randaug=args.randaug,
+        mixup=args.mixup, cutmix=args.cutmix, precision=args.precision, channels_last=args.channels_last,
+        compile=args.compile, accum_steps=args.accum_steps, progress=not args.no_progress, plot=not args.no_plot)
 
 
 @command

@@ -8,16 +8,20 @@ calibration batches and the held-out set as tensors in memory, so the search can
 
     net, meta = load_supernet("runs/supernet/last.pt")
     ev = SubnetEvaluator.from_dataset(net, meta["dataset"])
-    ev.accuracy(net.space.max_arch())
+    ev.accuracy(net.space.max_arch())                # a fraction of the held-out images
+    ev.correct(net.space.max_arch())                 # per image, for paired comparisons
 """
 from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from nas.data.datasets import batches, load_dataset
+from nas.core.stats import binomial_stderr
+from nas.data.folder import open_dataset
+from nas.data.loader import eval_batches, resolve_workers
 from nas.space.arch import Arch
 from nas.supernet.checkpoint import load_supernet
 from nas.supernet.elastic import SwitchableBatchNorm2d
@@ -91,17 +95,24 @@ class SubnetEvaluator:
     @classmethod
     def from_dataset(cls, supernet: SlimmableSupernet, dataset: str = "fashion-mnist", heldout: int | None = 2000,
                      calib_batches: int = 8, batch_size: int = 64, seed: int = 0, heldout_start: int = 0,
-                     **kw) -> "SubnetEvaluator":
+                     workers: int | None = None, **kw) -> "SubnetEvaluator":
         """Calibration batches from a fixed random draw of the training split, held-out images from the
-        test split (``heldout`` of them from position ``heldout_start``; all the rest if None)."""
-        train = load_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
-        test = load_dataset(dataset, "test")
+        test split (``heldout`` of them from position ``heldout_start``; all the rest if None).
+
+        ``dataset`` is ``fashion-mnist``, ``mnist`` or an image folder; a folder's images are resized and
+        centre-cropped to the supernet's resolution (:func:`nas.data.loader.eval_batches`), read by
+        ``workers`` processes (None: :func:`nas.data.loader.default_workers`), and only the images used
+        are read."""
+        train = open_dataset(dataset, "train").subset(calib_batches * batch_size, seed=seed)
+        test = open_dataset(dataset, "test")
+        workers = resolve_workers(workers, train)
         if heldout_start:
             if heldout_start >= len(test):
                 raise ValueError(f"the {dataset} test split has {len(test)} images, none from {heldout_start} on")
             test = test.slice(heldout_start, None if heldout is None else heldout_start + heldout)
-        return cls(supernet, batches(train, supernet.img_size, batch_size),
-                   batches(test, supernet.img_size, 256, limit=heldout), calib_batches=calib_batches, **kw)
+        return cls(supernet, eval_batches(train, supernet.img_size, batch_size, workers=workers),
+                   eval_batches(test, supernet.img_size, 256, limit=heldout, workers=workers),
+                   calib_batches=calib_batches, **kw)
 
     @property
     def num_heldout(self) -> int:
@@ -115,6 +126,19 @@ class SubnetEvaluator:
         self.recalibrate(arch)
         c, n = accuracy(self.net, self.heldout)
         return c / n
+
+    def correct(self, arch: Arch) -> np.ndarray:
+        """Which held-out images ``arch`` classifies correctly: a bool vector over the held-out images,
+        in the same order every call (that of the held-out batches). Its mean is :meth:`accuracy`; two
+        archs' vectors are paired image by image (:func:`nas.core.stats.paired_bootstrap`)."""
+        self.recalibrate(arch)
+        with torch.inference_mode():
+            return torch.cat([self.net(x).argmax(1) == y for x, y in self.heldout]).cpu().numpy()
+
+    def standard_error(self, accuracy: float) -> float:
+        """The binomial standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on this
+        evaluator's ``n`` held-out images."""
+        return binomial_stderr(accuracy, self.num_heldout)
 
     def __call__(self, arch: Arch) -> float:
         return self.accuracy(arch)

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from nas.core.errors import UserError
+from nas.training.precision import PRECISIONS
 
 __all__ = ["TrainConfig", "ConfigError"]
 
@@ -24,6 +25,21 @@ class TrainConfig:
     :func:`dataclasses.replace` to derive it from a new ``steps``. ``out`` may be given as a path and
     is kept as a string. Values that cannot work raise :class:`ConfigError` (a
     :class:`~nas.core.errors.UserError`).
+
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``; :mod:`nas.training.precision`), ``channels_last``
+    (NHWC activations and weights, faster convolutions on GPUs), ``compile`` (``torch.compile`` of the
+    sandwich module; each distinct subnet shape compiles once) and ``accum_steps`` (the batch split into
+    that many micro-batches, one optimizer step) make steps faster or fit larger batches; they do not
+    change what a step computes beyond rounding.
+
+    Data: ``num_workers`` data-loader processes per training process (None: 0 for the in-memory offline
+    sets, ``min(4, cores)`` for a folder; :func:`nas.data.loader.default_workers`). ``shift`` translates
+    the offline sets' images; a folder's get a random-resized crop and flip, plus RandAugment at magnitude
+    ``randaug`` (0: off; the EfficientFormerV2 recipe uses 9). ``mixup`` / ``cutmix`` are the Beta alphas of
+    batch-level mixing (0: off; the recipe uses 0.8 / 1.0), for any dataset.
+
+    ``init_from`` (a path) starts the supernet from a published S0/S1/S2/L checkpoint, timm's or the official
+    one (:func:`nas.supernet.pretrained.load_pretrained`); a resumed run keeps its own weights instead.
 
     ``stop_at`` and ``save_rank_states`` are for tests: stop after that step as if the process were
     killed, and write every rank's synchronised weights to ``OUT/rank{r}.pt`` at the end.
@@ -52,6 +68,15 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     train_subset: int | None = None
+    init_from: str | None = None
+    num_workers: int | None = None
+    randaug: int = 0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    precision: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    accum_steps: int = 1
     progress: bool = True
     plot: bool = True
     stop_at: int | None = None
@@ -60,6 +85,10 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.out, os.PathLike):
             object.__setattr__(self, "out", os.fspath(self.out))
+        if isinstance(self.init_from, os.PathLike):
+            object.__setattr__(self, "init_from", os.fspath(self.init_from))
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"init_from must be a path to a checkpoint or None, got {self.init_from!r}")
         for name in ("space", "dataset", "out"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
@@ -68,6 +97,13 @@ class TrainConfig:
         for name in ("num_random", "eval_every", "shift"):
             _whole(name, getattr(self, name), minimum=0)
         _whole("seed", self.seed)
+        if self.num_workers is not None:
+            _whole("num_workers", self.num_workers, minimum=0)
+        _whole("randaug", self.randaug, minimum=0)
+        if self.randaug > 10:
+            raise ConfigError(f"randaug (a RandAugment magnitude) must be between 0 and 10, got {self.randaug}")
+        for name in ("mixup", "cutmix"):
+            _number(name, getattr(self, name), at_least=0.0)
         for name in ("warmup", "train_subset", "stop_at"):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), minimum=0 if name == "warmup" else 1)
@@ -79,7 +115,12 @@ class TrainConfig:
         _number("label_smoothing", self.label_smoothing, at_least=0.0)
         if self.label_smoothing > 1:
             raise ConfigError(f"label_smoothing must be between 0 and 1, got {self.label_smoothing}")
-        for name in ("resume", "overwrite", "progress", "plot", "save_rank_states"):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _whole("accum_steps", self.accum_steps, minimum=1)
+        if self.batch_size % self.accum_steps:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of accum_steps ({self.accum_steps})")
+        for name in ("resume", "overwrite", "progress", "plot", "save_rank_states", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 

@@ -6,6 +6,7 @@ over :func:`param_groups`, linear warm-up then cosine decay (:func:`lr_schedule`
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import Callable
@@ -16,8 +17,9 @@ import torch.nn.functional as F
 
 from nas.space.spaces import Arch, SearchSpace
 from nas.supernet.supernet import SlimmableSupernet
+from nas.training.precision import Precision
 
-__all__ = ["sandwich_archs", "SandwichLoss", "param_groups", "lr_schedule"]
+__all__ = ["sandwich_archs", "SandwichLoss", "sandwich_step", "param_groups", "lr_schedule"]
 
 
 def sandwich_archs(space: SearchSpace, seed: int, step: int, num_random: int) -> list[tuple[str, Arch]]:
@@ -41,7 +43,7 @@ class SandwichLoss(nn.Module):
         soft = None
         for kind, arch in archs:
             self.net.set_active(arch)
-            out = self.net(x)
+            out = self.net(x).float()                 # losses in float32 under autocast too
             if soft is None:
                 losses.append(F.cross_entropy(out, y, label_smoothing=self.label_smoothing))
                 soft = out.detach().softmax(-1)
@@ -49,6 +51,26 @@ class SandwichLoss(nn.Module):
                 losses.append(F.kl_div(out.log_softmax(-1), soft, reduction="batchmean"))
         parts = torch.stack(losses)
         return parts.sum(), parts.detach()
+
+
+def sandwich_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, archs: list[tuple[str, Arch]], *,
+                  precision: Precision, scaler: "torch.amp.GradScaler | None" = None, accum_steps: int = 1,
+                  no_sync: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
+    """Forward and backward of one sandwich step (the optimizer step is the caller's): the batch is split
+    into ``accum_steps`` micro-batches whose gradients add up to the whole batch's (each loss is divided
+    by ``accum_steps``); ``no_sync`` (DDP's) skips the gradient all-reduce of all but the last one.
+    Returns the per-subnet losses, averaged over the micro-batches (detached)."""
+    xs, ys = x.chunk(accum_steps), y.chunk(accum_steps)
+    parts = []
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
+        sync = no_sync is None or i == len(xs) - 1
+        with contextlib.nullcontext() if sync else no_sync():
+            with precision.autocast():
+                total, p = model(xi, yi, archs)
+            loss = total / len(xs)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        parts.append(p)
+    return torch.stack(parts).mean(0)
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:

@@ -29,13 +29,17 @@ from nas.core.distributed import init_distributed
 from nas.core.errors import UserError
 from nas.core.files import atomic_open, atomic_write_text
 from nas.core.plotting import pyplot, save_figure
-from nas.data.datasets import ShardedOrder, batches, load_dataset, to_input
+from nas.data.datasets import ShardedOrder
+from nas.data.folder import open_dataset
+from nas.data.loader import TrainStream, eval_batches, resolve_workers
 from nas.space.spaces import get_space
 from nas.supernet.checkpoint import atomic_save, load_checkpoint, supernet_meta
 from nas.supernet.evaluate import accuracy, recalibrate_bn
+from nas.supernet.pretrained import load_pretrained
 from nas.supernet.supernet import SlimmableSupernet
 from nas.training.config import TrainConfig
-from nas.training.sandwich import SandwichLoss, lr_schedule, param_groups, sandwich_archs
+from nas.training.precision import resolve_precision
+from nas.training.sandwich import SandwichLoss, lr_schedule, param_groups, sandwich_archs, sandwich_step
 
 __all__ = ["Trainer", "train", "plot_curves", "CSV_FIELDS", "RESUME_KEYS"]
 
@@ -83,24 +87,37 @@ class Trainer:
         self.rank, self.world, self.device = init_distributed()
         self.is_main = self.rank == 0
         self.space = get_space(c.space)
-        self.train_set = load_dataset(c.dataset, "train", img_size=c.img_size).subset(c.train_subset, c.seed)
-        self.test_set = load_dataset(c.dataset, "test", img_size=c.img_size)
+        self.train_set = open_dataset(c.dataset, "train").subset(c.train_subset, c.seed)
+        self.test_set = open_dataset(c.dataset, "test")
+        self.workers = resolve_workers(c.num_workers, self.train_set)
         if self.is_main:
             log.info(f"train: {len(self.train_set)} images from {self.train_set.source}; held-out: "
                      f"{min(c.eval_size, len(self.test_set))} of {len(self.test_set)} test images; space "
-                     f"{self.space.name}; {self.world} process(es) on {self.device}")
+                     f"{self.space.name}; {self.world} process(es) on {self.device}, {self.workers} data "
+                     f"worker(s) each")
 
         torch.manual_seed(c.seed)
         self.net = SlimmableSupernet(self.space, num_classes=self.train_set.num_classes,
                                      img_size=c.img_size).to(self.device)
+        if c.init_from and not (c.resume and self.ckpt_path.exists()):      # a resumed run has its weights
+            report = load_pretrained(self.net, c.init_from)
+            if self.is_main:
+                log.info(report["summary"])
         self.opt = torch.optim.AdamW(param_groups(self.net, c.weight_decay), lr=c.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_schedule(c.steps, c.warmup, c.lr, c.min_lr))
+        self.precision = resolve_precision(c.precision, self.device)
+        self.scaler = self.precision.grad_scaler()
+        if c.channels_last:                 # parameters keep their identity: the optimizer still holds them
+            self.net.to(memory_format=torch.channels_last)
         self.meta = supernet_meta(self.net, dataset=c.dataset, classes=self.train_set.classes)
         self.run_args = {**c.to_dict(), "world_size": self.world}
         if self.ckpt_path.exists() and not (c.resume or c.overwrite):
             raise UserError(f"{self.out} already holds a run ({self.ckpt_path}); continue it with --resume, or "
                             f"replace it with --overwrite (or pick another --out)")
         self.order = ShardedOrder(len(self.train_set), c.batch_size, c.seed, self.rank, self.world)
+        self.stream = TrainStream(self.train_set, self.order, c.img_size, c.steps, workers=self.workers,
+                                  shift=c.shift, randaug=c.randaug, mixup=c.mixup, cutmix=c.cutmix,
+                                  device=self.device)
 
     def resume(self) -> int:
         """Restore ``out/last.pt`` if resuming and it exists (its :data:`RESUME_KEYS` settings must match);
@@ -140,30 +157,35 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
+        if c.compile:
+            self.model = torch.compile(self.model, dynamic=True)
 
         calib_set = self.train_set.subset(c.calib_batches * c.batch_size, seed=c.seed + 1)
-        self.calib = [x.to(self.device) for x, _ in batches(calib_set, c.img_size, c.batch_size)]
+        self.calib = [x.to(self.device) for x, _ in eval_batches(calib_set, c.img_size, c.batch_size,
+                                                                 workers=self.workers)]
         n_eval = min(c.eval_size, len(self.test_set))
         idx = torch.arange(self.rank, n_eval, self.world)
-        self.heldout = [(to_input(self.test_set.images[idx[i:i + HELDOUT_BATCH]], c.img_size).to(self.device),
-                         self.test_set.labels[idx[i:i + HELDOUT_BATCH]].to(self.device))
-                        for i in range(0, len(idx), HELDOUT_BATCH)]
+        self.heldout = [(x.to(self.device), y.to(self.device))
+                        for x, y in eval_batches(self.test_set, c.img_size, HELDOUT_BATCH, idx, workers=self.workers)]
 
     # -- one step, evaluation, checkpoint ------------------------------------------------------------------
     def step(self, step: int) -> dict:
         """Train step ``step`` (0-based) and return its ``metrics.csv`` row (accuracy columns empty)."""
         c = self.config
         t0 = time.perf_counter()
-        idx = self.order.indices(step)
-        x = to_input(self.train_set.images[idx], c.img_size, self.order.shifts(step, c.shift)).to(self.device)
-        y = self.train_set.labels[idx].to(self.device)
-        total, parts = self.model(x, y, sandwich_archs(self.space, c.seed, step, c.num_random))
+        x, y = self.stream.batch(step)        # this rank's share of the step, on the device
+        if c.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
+        parts = sandwich_step(self.model, x, y, sandwich_archs(self.space, c.seed, step, c.num_random),
+                              precision=self.precision, scaler=self.scaler, accum_steps=c.accum_steps,
+                              no_sync=self.model.no_sync if self.world > 1 else None)
         if c.clip_grad > 0:
+            self.scaler.unscale_(self.opt)
             nn.utils.clip_grad_norm_(self.net.parameters(), c.clip_grad)
         lr = self.opt.param_groups[0]["lr"]
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.sched.step()
         dt = time.perf_counter() - t0
         self.elapsed += dt
@@ -259,6 +281,7 @@ class Trainer:
                 if c.stop_at is not None and done >= c.stop_at:
                     break
         finally:
+            self.stream.close()
             if bar:
                 bar.close()
         if self.start >= c.steps:
