@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nas.cli.main import main
+from nas.core.cli import command
 from profilers.cli import dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +83,10 @@ def test_effv2_profile_dispatches_or_says_how(argv, code, capsys):
 def test_effv2_profile_runs_a_runtime_command(capsys):
     assert dispatch(["onnxruntime", "--list-devices"]) == 0
     assert "local-cpu" in capsys.readouterr().out
+
+
+def test_a_command_piped_into_a_reader_that_stops_exits_quietly():
+    @command
+    def prints(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+    assert prints([]) == 0

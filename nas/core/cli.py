@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -82,4 +83,10 @@ def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[s
                     raise
                 print(f"error: {e}", file=sys.stderr)
                 return 2
+            except BrokenPipeError:             # output piped into a reader that stopped (``| head``)
+                try:                                # keep the interpreter's final flush quiet too
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                except (OSError, ValueError):       # stdout is not a file (captured)
+                    pass
+                return 0
     return wrapper
