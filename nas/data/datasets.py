@@ -138,8 +138,37 @@ def _mnist(split: str, root: Path | None) -> ImageSet:
     raise DatasetMissing(f"MNIST not found in {', '.join(map(str, dirs))}. Install it with:  {MNIST_INSTALL}")
 
 
-def _list_classes(d: Path) -> list[Path]:
+def list_dirs(d: Path) -> list[Path]:
+    """The visible sub-folders of ``d``, sorted by name."""
     return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def folder_layout(path: Path, split: str) -> tuple[list[str], list[Path], bool, str]:
+    """How an image folder is laid out, for ``split``: ``(classes, class folders to read, whether they
+    hold both splits, source)``. ``DIR/train/<class>/`` with ``DIR/test/`` (or ``val/``), classes from
+    ``train/``: the split's own folders. ``DIR/<class>/``: every class folder, to be split with
+    :func:`split_rows`. :class:`DatasetMissing` saying what is expected otherwise."""
+    if not path.is_dir():
+        raise DatasetMissing(f"dataset {str(path)!r} is neither {' nor '.join(DATASETS)} nor a folder of "
+                             f"class sub-folders")
+    subs = {p.name.lower(): p for p in list_dirs(path)}
+    if "train" in subs and ({"test", "val"} & subs.keys()):
+        d = subs["train"] if split == "train" else subs.get("test", subs.get("val"))
+        classes = [c.name for c in list_dirs(subs["train"])]
+        return classes, [d / c for c in classes], False, str(d)
+    roots = list_dirs(path)
+    if len(roots) < 2:
+        raise DatasetMissing(f"{path} needs one sub-folder per class (ImageFolder layout), or train/ and "
+                             f"test/ (or val/) folders that each hold them")
+    return [c.name for c in roots], roots, True, str(path)
+
+
+def split_rows(n: int, split: str, test_fraction: float) -> np.ndarray:
+    """The sorted rows of ``split`` among ``n`` images of a folder that holds both splits: a
+    permutation with seed 0, its first ``test_fraction`` (at least one image) for ``test``."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()
+    n_test = max(1, int(round(n * test_fraction)))
+    return np.sort(perm[n_test:] if split == "train" else perm[:n_test])
 
 
 def _read_folder(class_dirs: list[Path], img_size: int | None):
@@ -194,25 +223,12 @@ def _read_folder(class_dirs: list[Path], img_size: int | None):
 
 
 def _folder(path: Path, split: str, img_size: int | None, test_fraction: float = 0.1) -> ImageSet:
-    if not path.is_dir():
-        raise DatasetMissing(f"dataset {str(path)!r} is neither {' nor '.join(DATASETS)} nor a folder of "
-                             f"class sub-folders")
-    subs = {p.name.lower(): p for p in _list_classes(path)}
-    if "train" in subs and ({"test", "val"} & subs.keys()):
-        d = subs["train"] if split == "train" else subs.get("test", subs.get("val"))
-        class_dirs = _list_classes(subs["train"])
-        classes = [c.name for c in class_dirs]
-        x, y = _read_folder([d / c for c in classes], img_size)
-        return ImageSet(x, y, classes, path.name, str(d))
-    class_dirs = _list_classes(path)
-    if len(class_dirs) < 2:
-        raise DatasetMissing(f"{path} needs one sub-folder per class (ImageFolder layout), or train/ and "
-                             f"test/ (or val/) folders that each hold them")
-    x, y = _read_folder(class_dirs, img_size)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    n_test = max(1, int(round(len(y) * test_fraction)))
-    idx = (perm[n_test:] if split == "train" else perm[:n_test]).sort().values
-    return ImageSet(x[idx], y[idx], [c.name for c in class_dirs], path.name,
+    classes, roots, both_splits, source = folder_layout(path, split)
+    x, y = _read_folder(roots, img_size)
+    if not both_splits:
+        return ImageSet(x, y, classes, path.name, source)
+    idx = torch.from_numpy(split_rows(len(y), split, test_fraction))
+    return ImageSet(x[idx], y[idx], classes, path.name,
                     f"{path} ({'90%' if split == 'train' else '10%'} split, seed 0)")
 
 

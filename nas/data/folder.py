@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nas.data.datasets import DATASETS, IMG_EXT, DatasetMissing, ImageSet, load_dataset
+from nas.data.datasets import (IMG_EXT, DatasetMissing, ImageSet, folder_layout, load_dataset,
+                               split_rows)
 
 __all__ = ["ImageFolder", "scan_folder", "open_dataset", "is_offline_set", "TEST_FRACTION"]
 
@@ -104,10 +105,6 @@ class ImageFolder:
         return self.take(idx.numpy(), self.source + f" (subset {n})")
 
 
-def _list_dirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _list_images(class_dirs: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every image file under each of ``class_dirs`` (recursively, sorted by relative path): the paths
     relative to their class folder as one byte array with offsets, and the labels."""
@@ -146,26 +143,11 @@ def scan_folder(path: str | Path, split: str = "train", test_fraction: float = T
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     path = Path(path).expanduser()
-    if not path.is_dir():
-        raise DatasetMissing(f"dataset {str(path)!r} is neither {' nor '.join(DATASETS)} nor a folder of "
-                             f"class sub-folders")
-    subs = {p.name.lower(): p for p in _list_dirs(path)}
-    if "train" in subs and ({"test", "val"} & subs.keys()):
-        d = subs["train"] if split == "train" else subs.get("test", subs.get("val"))
-        classes = [c.name for c in _list_dirs(subs["train"])]
-        roots = [d / c for c in classes]
-        blob, offsets, labels = _list_images(roots)
-        rows, source = np.arange(len(labels)), str(d)
-    else:
-        roots = _list_dirs(path)
-        if len(roots) < 2:
-            raise DatasetMissing(f"{path} needs one sub-folder per class (ImageFolder layout), or train/ and "
-                                 f"test/ (or val/) folders that each hold them")
-        classes = [c.name for c in roots]
-        blob, offsets, labels = _list_images(roots)
-        perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0)).numpy()
-        n_test = max(1, int(round(len(labels) * test_fraction)))
-        rows = np.sort(perm[n_test:] if split == "train" else perm[:n_test])
+    classes, roots, both_splits, source = folder_layout(path, split)
+    blob, offsets, labels = _list_images(roots)
+    rows = np.arange(len(labels))
+    if both_splits:
+        rows = split_rows(len(labels), split, test_fraction)
         share = f"{round(100 * (1 - test_fraction))}%" if split == "train" else f"{round(100 * test_fraction)}%"
         source = f"{path} ({share} split, seed 0)"
     if not len(rows):
