@@ -123,15 +123,14 @@ class SubnetEvaluator:
         return recalibrate_bn(self.net, self.calib)
 
     def accuracy(self, arch: Arch) -> float:
-        self.recalibrate(arch)
-        c, n = accuracy(self.net, self.heldout)
-        return c / n
+        """Held-out top-1 of ``arch``: the mean of :meth:`correct`."""
+        return float(self.correct(arch).mean())
 
     def correct(self, arch: Arch) -> np.ndarray:
         """Which held-out images ``arch`` classifies correctly: a bool vector over the held-out images,
         in the same order every call (that of the held-out batches). Its mean is :meth:`accuracy`; two
         archs' vectors are paired image by image (:func:`nas.core.stats.paired_bootstrap`)."""
-        self.recalibrate(arch)
+        self.recalibrate(arch).eval()
         with torch.inference_mode():
             return torch.cat([self.net(x).argmax(1) == y for x, y in self.heldout]).cpu().numpy()
 
