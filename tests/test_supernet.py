@@ -6,7 +6,7 @@ import torch
 from models import EfficientFormerV2
 from nas.space.arch import ArchError
 from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
-from nas.supernet.elastic import SwitchableBatchNorm2d
+from nas.supernet.elastic import DynamicConv2d, SwitchableBatchNorm2d
 from nas.supernet.supernet import SlimmableSupernet
 
 
@@ -58,3 +58,28 @@ def test_set_active_rejects_archs_outside_the_space():
     net = SlimmableSupernet(TINY_SPACE, num_classes=4, img_size=64)
     with pytest.raises(ArchError):
         net.set_active(DEFAULT_SPACE.canonical("s0"))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_conv_on_a_1x1_map_is_the_centre_tap(stride):
+    """A 1x1 map under "same" padding meets only the kernel's centre: the shortcut gives F.conv2d's
+    output and gradients (on the supernet's channel slice)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(64, 64, 3, stride, 1, groups=64)
+    dyn = DynamicConv2d.from_module(conv)
+    x = torch.randn(5, 48, 1, 1, requires_grad=True)
+    y = dyn(x)
+    x2 = x.detach().clone().requires_grad_()
+    ref = torch.nn.functional.conv2d(x2, conv.weight[:48], conv.bias[:48], stride, 1, 1, 48)
+    assert y.shape == ref.shape == (5, 48, 1, 1)
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    w_grad = conv.weight.grad.clone()
+    conv.weight.grad = None
+    (ref * g).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(w_grad, conv.weight.grad)
+    big = torch.randn(2, 48, 4, 4)                          # larger maps take the ordinary path
+    torch.testing.assert_close(dyn(big), torch.nn.functional.conv2d(big, conv.weight[:48], conv.bias[:48],
+                                                                    stride, 1, 1, 48))
