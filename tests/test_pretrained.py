@@ -6,7 +6,7 @@ import torch
 
 from models import EfficientFormerV2, create_model
 from nas.core.errors import UserError
-from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
+from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE, TINY_SPACE
 from nas.supernet.checkpoint import load_checkpoint
 from nas.supernet.pretrained import PretrainedError, _resize_bias, load_pretrained
 from nas.supernet.supernet import SlimmableSupernet
@@ -54,6 +54,20 @@ def test_timm_weights_give_the_variants_logits(variant, supernet, randomize):
     assert variant.upper() in report["summary"] and str(report["loaded"]) in report["summary"]
     assert supernet.active_arch == before                          # the active subnet is left as it was
     _assert_same_logits(supernet, variant, ref)
+
+
+def test_s0_weights_start_the_cpu_space(randomize):
+    """S0 is a point of the CPU default space, whose slots beyond S0's and attention-free early slots
+    differ from the full space's: its subnet still computes S0."""
+    ref = _timm("s0", randomize)
+    net = SlimmableSupernet(CPU_SPACE, num_classes=10, img_size=IMG).eval()
+    report = load_pretrained(net, ref.state_dict())
+    arch = CPU_SPACE.canonical("s0")
+    assert report["variant"] == "s0" and report["arch"] == arch and not report["skipped"]
+    with torch.no_grad():
+        torch.testing.assert_close(net.set_active(arch)(X), ref(X), atol=1e-5, rtol=1e-5)
+    with pytest.raises(PretrainedError, match="s1|S1"):
+        load_pretrained(net, _timm("s1", randomize).state_dict())           # S1 is not a point of it
 
 
 def test_own_model_state_dict_loads(supernet, randomize):
@@ -196,8 +210,8 @@ def test_training_starts_from_the_loaded_weights(randomize, tmp_path, caplog):
     ref = _timm("s0", randomize, seed=8)
     path = tmp_path / "s0.pth"
     torch.save(ref.state_dict(), path)
-    small = dict(batch_size=4, train_subset=64, eval_size=8, calib_batches=1, num_random=0, progress=False,
-                 plot=False, threads=1, lr=1e-9, min_lr=0.0)
+    small = dict(space="efficientformerv2", img_size=64, batch_size=4, train_subset=64, eval_size=8, calib_batches=1,
+                 num_random=0, progress=False, plot=False, threads=1, lr=1e-9, min_lr=0.0)
     caplog.set_level(logging.INFO, logger="nas")
     train(TrainConfig(**small, out=str(tmp_path / "run"), steps=2, init_from=path))
     assert any("warm start from" in r.getMessage() and "EfficientFormerV2-S0" in r.getMessage()

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from models import EfficientFormerV2, create_model
 from nas.space.metrics import MES, count_macs, count_params
 from nas.space.arch import Arch, ArchError
-from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, get_space
+from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
 
 VARIANTS = ["s0", "s1", "s2", "l"]
 
@@ -128,3 +128,50 @@ def test_vector_encoding_round_trips_and_samples_are_valid():
 def test_fits_names_the_variants_a_space_holds():
     assert all(DEFAULT_SPACE.fits(v) for v in ("s0", "s1", "s2", "l"))
     assert not TINY_SPACE.fits("s0") and not DEFAULT_SPACE.fits("s9")
+
+
+def test_attention_slots_confine_attention_to_the_end_of_its_stages():
+    space = CPU_SPACE
+    assert space.fits("s0") and space.attn_slots == 2
+    may = [[space.may_attend(s, j) for j in range(d)] for s, d in enumerate(space.max_depths)]
+    assert may[0] == [False] * 3 and may[2] == [False] * 6 + [True] * 2 and may[3] == [False] * 4 + [True] * 2
+    top = space.max_arch()
+    assert [[b.attn for b in stage] for stage in top.blocks] == may
+    early = top.replace(stage=2, slot=0, attn=True)
+    with pytest.raises(ArchError, match="the last 2 slots of stages"):
+        space.validate(early)
+    for arch in [space.sample(i, attn_prob=1.0) for i in range(50)] + space.decode(space.sample_encoded(300, seed=1)):
+        space.validate(arch)
+    codes = space.encode([top])
+    codes[0, space.encode([top]).shape[1] - space.num_slots + 3] = 1      # attention in stage 2's first slot
+    with pytest.raises(ArchError, match="the last 2 slots"):
+        space.check_codes(codes)
+    # the supernet holds attention weights only where attention may go
+    from nas.supernet.supernet import SlimmableSupernet
+    net = SlimmableSupernet(space, num_classes=10, img_size=32)
+    assert sum(p.numel() for p in net.parameters()) < 0.6 * sum(
+        p.numel() for p in SlimmableSupernet(SearchSpace("all-slots", space.widths, space.max_depths, space.ratios),
+                                             num_classes=10, img_size=32).parameters())
+    assert count_params(top, img_size=32, num_classes=10) == sum(p.numel() for p in net.extract(top).parameters())
+
+
+def test_cardinality_counts_every_architecture_once():
+    import itertools
+    space = SearchSpace("count", ((8, 16), (8,), (8,), (8, 16)), (1, 1, 3, 2), ratios=(2, 4), attn_slots=1)
+    total = 1
+    for s, d in enumerate(space.max_depths):                 # enumerate every stage: dropped or (ratio, attn)
+        states = [[None] + [(r, a) for r in space.ratios for a in (False, True) if not a or space.may_attend(s, j)]
+                  for j in range(d)]
+        kept = [c for c in itertools.product(*states) if sum(x is not None for x in c) >= space.min_depths[s]]
+        total *= len(space.widths[s]) * len(kept)
+    assert space.cardinality() == total == 9856
+    assert DEFAULT_SPACE.cardinality() == SearchSpace("d", DEFAULT_SPACE.widths, DEFAULT_SPACE.max_depths,
+                                                      attn_slots=max(DEFAULT_SPACE.max_depths)).cardinality()
+
+
+def test_attention_slots_survive_serialisation():
+    assert SearchSpace.from_dict(json.loads(json.dumps(CPU_SPACE.to_dict()))) == CPU_SPACE
+    assert "attn_slots" not in DEFAULT_SPACE.to_dict()            # tables of the full space read as before
+    assert get_space("efficientformerv2-small") is CPU_SPACE
+    with pytest.raises(ValueError, match="attn_slots"):
+        SearchSpace("bad", CPU_SPACE.widths, CPU_SPACE.max_depths, attn_slots=-1)

@@ -82,7 +82,7 @@ def suggest_arch(trial, space: SearchSpace) -> Arch:
         for j in range(d):
             keep = trial.suggest_categorical(f"k{s}_{j}", [True, False])
             ratio = trial.suggest_categorical(f"r{s}_{j}", list(space.ratios))
-            attn = s in space.attn_stages and trial.suggest_categorical(f"a{s}_{j}", [True, False])
+            attn = space.may_attend(s, j) and trial.suggest_categorical(f"a{s}_{j}", [True, False])
             stage.append(BlockChoice(keep, ratio, attn))
         short = space.min_depths[s] - sum(b.keep for b in stage)
         for j in range(d - 1, -1, -1):              # repair: keep the last slots if too few are kept

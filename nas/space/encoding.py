@@ -76,18 +76,17 @@ def decode(space: "SearchSpace", codes) -> list[Arch]:
 
 
 def code_bounds(space: "SearchSpace") -> np.ndarray:
-    """Per column, one more than the largest valid code (0 where only 0 is valid: attention outside the
-    attention stages)."""
+    """Per column, one more than the largest valid code (1 where only 0 is valid: attention in a slot
+    that may not carry it)."""
     hi = [len(w) for w in space.widths]
-    slot_stage = [s for s, d in enumerate(space.max_depths) for _ in range(d)]
     hi += [2] * space.num_slots + [len(space.ratios)] * space.num_slots
-    hi += [2 if s in space.attn_stages else 1 for s in slot_stage]
+    hi += [2 if space.may_attend(s, j) else 1 for s, d in enumerate(space.max_depths) for j in range(d)]
     return np.array(hi)
 
 
 def check_codes(space: "SearchSpace", codes, depths: bool = True) -> None:
     """:class:`ArchError` naming the first row of an encoded matrix that is not an architecture of
-    ``space`` (a code out of range, attention outside the attention stages, and with ``depths`` too few
+    ``space`` (a code out of range, attention where the space allows none, and with ``depths`` too few
     blocks kept). Per-column bounds first; rows are only looked at when one fails."""
     codes = np.asarray(codes)
     cols = columns(space)
@@ -114,8 +113,8 @@ def check_codes(space: "SearchSpace", codes, depths: bool = True) -> None:
 def raise_bad_rows(space: "SearchSpace", bad) -> None:
     i = int(np.flatnonzero(bad)[0])
     raise ArchError(f"encoded row {i} (of {int(np.sum(bad))} bad rows) is not an architecture of space "
-                    f"{space.name!r}: a code is out of range, attention is outside stages "
-                    f"{[x + 1 for x in space.attn_stages]}, or too few blocks are kept")
+                    f"{space.name!r}: a code is out of range, attention is outside {space.attention_rule()}, "
+                    f"or too few blocks are kept")
 
 
 def sample_encoded(space: "SearchSpace", n: int, seed: int | None = None, keep_prob: float = 0.7,
@@ -136,8 +135,9 @@ def sample_encoded(space: "SearchSpace", n: int, seed: int | None = None, keep_p
             idx = np.flatnonzero(short)
             k[idx, rng.integers(0, d, len(idx))] = True
             short = k.sum(1) < space.min_depths[s]
-        if s not in space.attn_stages:
-            attn[:, c:c + d] = False
+        for j in range(d):
+            if not space.may_attend(s, j):
+                attn[:, c + j] = False
         c += d
     out[:, cols.keep] = keep
     out[:, cols.ratio] = rng.integers(0, len(space.ratios), (n, S))

@@ -19,7 +19,7 @@ from nas.core.errors import UserError
 from nas.space import encoding
 from nas.space.arch import NUM_STAGES, Arch, ArchError, BlockChoice, json_number
 
-__all__ = ["SearchSpace", "SpaceError", "DEFAULT_SPACE", "TINY_SPACE", "SPACES", "get_space"]
+__all__ = ["SearchSpace", "SpaceError", "DEFAULT_SPACE", "CPU_SPACE", "TINY_SPACE", "SPACES", "get_space"]
 
 
 class SpaceError(UserError, KeyError):
@@ -30,8 +30,11 @@ class SearchSpace:
     """Which widths, depths, ratios and attention placements are allowed.
 
     ``widths[s]`` lists stage ``s``'s width choices, ``max_depths[s]`` its number of block slots,
-    ``min_depths[s]`` how many slots must stay kept, ``ratios`` the FFN expansion ratios and
-    ``attn_stages`` the stages (0-based) whose blocks may carry attention.
+    ``min_depths[s]`` how many slots must stay kept, ``ratios`` the FFN expansion ratios,
+    ``attn_stages`` the stages (0-based) whose blocks may carry attention and ``attn_slots`` how many
+    of such a stage's last slots may (None: every slot). The published networks put attention at the
+    end of stages 3 and 4, so ``attn_slots=2`` keeps every variant with ``vit_num`` 2 and leaves the
+    supernet without attention weights in the other slots.
     """
     name: str
     widths: tuple[tuple[int, ...], ...]
@@ -39,10 +42,14 @@ class SearchSpace:
     ratios: tuple[float, ...] = (2, 3, 4)
     min_depths: tuple[int, ...] = (1, 1, 1, 1)
     attn_stages: tuple[int, ...] = ATTN_STAGES
+    attn_slots: int | None = None
 
     def __post_init__(self):
         if not (len(self.widths) == len(self.max_depths) == len(self.min_depths) == NUM_STAGES):
             raise ValueError("a search space describes exactly 4 stages")
+        if self.attn_slots is not None and (isinstance(self.attn_slots, bool) or not isinstance(self.attn_slots, int)
+                                            or self.attn_slots < 0):
+            raise ValueError(f"attn_slots must be None or a whole number >= 0, got {self.attn_slots!r}")
         object.__setattr__(self, "widths", tuple(tuple(sorted(w)) for w in self.widths))
         object.__setattr__(self, "ratios", tuple(sorted(self.ratios)))
 
@@ -63,10 +70,19 @@ class SearchSpace:
             for j, b in enumerate(arch.blocks[s]):
                 if b.ratio not in self.ratios:
                     errs.append(f"{n} block {j}: expansion ratio {b.ratio} is not one of {list(self.ratios)}")
-                if b.attn and s not in self.attn_stages:
-                    errs.append(f"{n} block {j}: attention is only allowed in stages "
-                                f"{[x + 1 for x in self.attn_stages]}")
+                if b.attn and not self.may_attend(s, j):
+                    errs.append(f"{n} block {j}: attention is only allowed in {self.attention_rule()}")
         return errs
+
+    def may_attend(self, stage: int, slot: int) -> bool:
+        """Whether slot ``slot`` (0-based) of stage ``stage`` may carry attention."""
+        return stage in self.attn_stages and (self.attn_slots is None
+                                              or slot >= self.max_depths[stage] - self.attn_slots)
+
+    def attention_rule(self) -> str:
+        """Where attention is allowed, in words (for error messages)."""
+        stages = f"stages {[x + 1 for x in self.attn_stages]}"
+        return stages if self.attn_slots is None else f"the last {self.attn_slots} slots of {stages}"
 
     def validate(self, arch: Arch) -> Arch:
         errs = self.errors(arch)
@@ -81,7 +97,7 @@ class SearchSpace:
     def max_arch(self) -> Arch:
         """Largest subnet: widest, deepest, largest ratio, attention wherever allowed."""
         return Arch(tuple(w[-1] for w in self.widths),
-                    tuple(tuple(BlockChoice(True, self.ratios[-1], s in self.attn_stages) for _ in range(d))
+                    tuple(tuple(BlockChoice(True, self.ratios[-1], self.may_attend(s, j)) for j in range(d))
                           for s, d in enumerate(self.max_depths)))
 
     def min_arch(self) -> Arch:
@@ -100,8 +116,8 @@ class SearchSpace:
             while sum(keep) < self.min_depths[s]:
                 keep[rng.randrange(d)] = True
             blocks.append(tuple(BlockChoice(k, rng.choice(self.ratios),
-                                            s in self.attn_stages and rng.random() < attn_prob)
-                                for k in keep))
+                                            self.may_attend(s, j) and rng.random() < attn_prob)
+                                for j, k in enumerate(keep)))
         return Arch(tuple(rng.choice(w) for w in self.widths), tuple(blocks))
 
     def fits(self, variant: str) -> bool:
@@ -143,9 +159,14 @@ class SearchSpace:
         """Number of distinct architectures (counting dropped slots' ratio/attn as irrelevant)."""
         total = 1
         for s, d in enumerate(self.max_depths):
-            per_block = len(self.ratios) * (2 if s in self.attn_stages else 1)
-            # sum over kept counts k >= min_depth of C(d, k) * per_block^k
-            total *= len(self.widths[s]) * sum(comb(d, k) * per_block ** k for k in range(self.min_depths[s], d + 1))
+            # ways[k]: choices of the slots seen so far with k of them kept (a kept slot: a ratio, and
+            # attention or not where allowed); the stage counts the ways with at least min_depth kept
+            ways = [1]
+            for j in range(d):
+                per_block = len(self.ratios) * (2 if self.may_attend(s, j) else 1)
+                ways = [(ways[k] if k < len(ways) else 0) + (ways[k - 1] * per_block if k else 0)
+                        for k in range(len(ways) + 1)]
+            total *= len(self.widths[s]) * sum(ways[self.min_depths[s]:])
         return total
 
     # -- vector encoding (layout and code: nas.space.encoding) ------------------------------------
@@ -184,13 +205,14 @@ class SearchSpace:
     def to_dict(self) -> dict:
         return {"name": self.name, "widths": [list(w) for w in self.widths], "max_depths": list(self.max_depths),
                 "min_depths": list(self.min_depths), "ratios": [json_number(r) for r in self.ratios],
-                "attn_stages": list(self.attn_stages)}
+                "attn_stages": list(self.attn_stages),
+                **({"attn_slots": self.attn_slots} if self.attn_slots is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchSpace":
         return cls(d["name"], tuple(tuple(w) for w in d["widths"]), tuple(d["max_depths"]),
                    tuple(d.get("ratios", (2, 3, 4))), tuple(d.get("min_depths", (1, 1, 1, 1))),
-                   tuple(d.get("attn_stages", ATTN_STAGES)))
+                   tuple(d.get("attn_stages", ATTN_STAGES)), d.get("attn_slots"))
 
 
 #: The default space: every published variant (S0, S1, S2, L) is a point of it; L's depths are the slots.
@@ -201,6 +223,20 @@ DEFAULT_SPACE = SearchSpace(
     ratios=(2, 3, 4),
 )
 
+#: The CPU default: the neighbourhood of S0. Its widths are those of the full space up to S0's (S0's is the
+#: widest choice of every stage), its slots one more than S0 has in every stage but the first, two more in
+#: stage 3; ratios 2-4; attention in the last two slots of stages 3 and 4, where S0 has it. S0 is a point
+#: of it and its largest subnet is about 1.3x slower, so a search down to S0's latency has room to trade;
+#: its supernet (4.4 M weights) trains on two CPU cores in half an hour, and every table of the full
+#: space covers it.
+CPU_SPACE = SearchSpace(
+    name="efficientformerv2-small",
+    widths=((16, 24, 32), (32, 48), (64, 96), (128, 176)),
+    max_depths=(3, 3, 8, 6),
+    ratios=(2, 3, 4),
+    attn_slots=2,
+)
+
 #: A small space for tests and quick demos (seconds to profile, train and search on a CPU).
 TINY_SPACE = SearchSpace(
     name="tiny",
@@ -209,7 +245,7 @@ TINY_SPACE = SearchSpace(
     ratios=(2, 4),
 )
 
-SPACES = {s.name: s for s in (DEFAULT_SPACE, TINY_SPACE)}
+SPACES = {s.name: s for s in (DEFAULT_SPACE, CPU_SPACE, TINY_SPACE)}
 
 
 def get_space(name_or_path: str | SearchSpace = DEFAULT_SPACE.name) -> SearchSpace:
