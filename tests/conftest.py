@@ -58,6 +58,6 @@ def tiny_supernet(tmp_path_factory):
     """A supernet of the tiny space trained for a few steps on Fashion-MNIST at 64 px (a run folder)."""
     from nas.training import TrainConfig, train
     out = tmp_path_factory.mktemp("supernet")
-    train(TrainConfig(space="tiny", batch_size=16, train_subset=800, eval_size=100, calib_batches=1, progress=False,
+    train(TrainConfig(space="tiny", img_size=64, batch_size=16, train_subset=800, eval_size=100, calib_batches=1, progress=False,
                       threads=1, steps=30, eval_every=0, lr=3e-3, plot=False, out=str(out)))
     return out

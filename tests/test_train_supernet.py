@@ -8,19 +8,21 @@ import pandas as pd
 import pytest
 import torch
 
+from nas.core.distributed import launch
 from nas.supernet.checkpoint import load_supernet
 from nas.data.datasets import batches, load_dataset
 from nas.supernet.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
-from nas.space.spaces import TINY_SPACE
+from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE, TINY_SPACE
 from nas.supernet.supernet import SlimmableSupernet
 from nas.cli.train import main
 from nas.training import TrainConfig, train
+from nas.training.config import default_space
 from nas.training.sandwich import sandwich_archs
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--space", "tiny", "--batch-size", "16", "--train-subset", "800", "--eval-size", "200",
+TINY = ["--space", "tiny", "--img-size", "64", "--batch-size", "16", "--train-subset", "800", "--eval-size", "200",
         "--calib-batches", "2", "--no-progress", "--threads", "1"]
-TINY_CONFIG = dict(space="tiny", batch_size=16, train_subset=800, eval_size=200, calib_batches=2, progress=False,
+TINY_CONFIG = dict(space="tiny", img_size=64, batch_size=16, train_subset=800, eval_size=200, calib_batches=2, progress=False,
                    threads=1)
 
 
@@ -149,3 +151,23 @@ def test_config_defaults_match_the_command_line_and_refuse_impossible_values(tmp
     for hook in ("--stop-at", "--save-rank-states"):           # test hooks of the library, not options
         with pytest.raises(SystemExit):
             build_parser().parse_args([hook, "1"] if hook == "--stop-at" else [hook])
+
+
+def test_the_default_space_follows_the_machine(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert TrainConfig().space == default_space() == CPU_SPACE.name      # S0's neighbourhood on a CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert TrainConfig().space == DEFAULT_SPACE.name                     # the full space with CUDA
+    assert TrainConfig(space="tiny").space == "tiny"
+
+
+def _world_and_rank():
+    return os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+
+
+@pytest.mark.slow
+def test_launch_runs_a_function_under_torchrun(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launch(_world_and_rank, nproc=1) == ("1", "0")                # one process: called here
+    assert launch(_world_and_rank, nproc=2) == ("2", "0")                # rank 0's answer of two
+

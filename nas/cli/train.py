@@ -2,9 +2,10 @@
 
 The command ``python -m nas.train_supernet`` over :func:`nas.training.train`:
 
-    python -m nas.train_supernet                                  # default space, Fashion-MNIST, 64 px
+    torchrun --standalone --nproc_per_node 2 -m nas.train_supernet   # the CPU default: 2 cores, ~30 min
+    python -m nas.train_supernet                                  # the same in one process
     python -m nas.train_supernet --resume                         # continue runs/supernet/last.pt
-    python -m nas.train_supernet --init-from eformer_l_450.pth    # warm start from released weights
+    python -m nas.train_supernet --space efficientformerv2 --init-from eformer_l_450.pth   # warm start
     torchrun --nproc_per_node 4 -m nas.train_supernet --steps 20000 --batch-size 128
 
 Every step trains the largest subnet on the labels and the smallest plus ``--num-random`` random subnets
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     p = argparse.ArgumentParser(prog="python -m nas.train_supernet", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--space", default=d.space, help="search space name (efficientformerv2, tiny) or JSON")
+    p.add_argument("--space", default=None,
+                   help="search space name (efficientformerv2, efficientformerv2-small, tiny) or JSON "
+                        "(default: efficientformerv2 where CUDA is available, efficientformerv2-small otherwise)")
     p.add_argument("--dataset", default=d.dataset, help="fashion-mnist, mnist, or an ImageFolder-style folder")
     p.add_argument("--img-size", type=positive_int, default=d.img_size, help="input resolution (a multiple of 32)")
     p.add_argument("--steps", type=positive_int, default=d.steps, help="total optimizer steps")
