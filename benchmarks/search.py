@@ -86,11 +86,24 @@ def report(s: dict):
             row(name, r["n_evals"], f"{r['seconds']:.0f}", r["chosen"], name)
     if s.get("reference_s0"):
         row("S0 (hand-designed, reference)", 1, "", s["reference_s0"], "reference_s0")
+    signal(s)
     comparisons = s.get("comparisons")
     if comparisons:
         compared(s, comparisons)
     else:                                   # a summary without paired comparisons: the spread against the noise
         spread_against_noise(s)
+
+
+def signal(s: dict):
+    """Whether the supernet separates subnets within the budget: the spread of random search's accuracies
+    in standard errors of one evaluation (the target: at least 3)."""
+    g = s.get("signal")
+    if not g or g.get("spread_in_stderr") is None:
+        return
+    print(f"\nsubnets within the budget ({g['n']} random ones, {s['heldout']} images each): accuracy "
+          f"{g['min'] * 100:.2f}-{g['max'] * 100:.2f} %, 5th-95th percentile {g['p5'] * 100:.2f}-{g['p95'] * 100:.2f} % "
+          f"= {g['spread'] * 100:.2f} points = {g['spread_in_stderr']:.1f} standard errors of one evaluation "
+          f"(target >= 3: {'met' if g['spread_in_stderr'] >= 3 else 'missed'})")
 
 
 def compared(s: dict, comparisons: list[dict]):

@@ -148,7 +148,7 @@ def test_search_cache_survives_a_torn_last_line(tmp_path):
 
 
 def test_search_cache_is_keyed_by_the_supernets_content(tmp_path):
-    from nas.search.cache import file_digest
+    from nas.core.files import file_digest
     p = tmp_path / "last.pt"
     p.write_bytes(b"a" * 1000)
     d1 = file_digest(p)

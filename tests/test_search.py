@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from nas.cli.search import main
+from nas.core.distributed import local_cores
 from nas.export.subnet import export_subnet, load_exported
 from nas.latency.predictor import LatencyPredictor
 from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, register_strategy,
@@ -24,7 +25,11 @@ from nas.search.evaluator import DistributedAccuracy
 from nas.search.objective import Evaluation
 from nas.space.arch import Arch
 from nas.space.spaces import TINY_SPACE
-from nas.supernet.checkpoint import load_supernet
+from nas.core.files import file_digest
+from nas.search.runner import resolve_supernet
+from nas.supernet import shipped
+from nas.supernet.checkpoint import checkpoint_file, load_supernet
+from nas.supernet.shipped import save_compact, shipped_card
 from nas.supernet.evaluate import SubnetEvaluator
 from nas.training import TrainConfig
 
@@ -177,6 +182,12 @@ def test_search_all_strategies_then_resume(tiny_table, tiny_supernet, tmp_path, 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_heldout"] == 300 and summary["heldout"] == 96          # disjoint images
     assert comp["final_accuracy"].between(0, 1).all() and summary["reference_s0"] is None   # no S0 in tiny
+    sig = summary["signal"]                        # random subnets within the budget, against the noise
+    if n >= 10:
+        assert sig["n"] == n and sig["min"] <= sig["p5"] <= sig["median"] <= sig["p95"] <= sig["max"]
+        assert sig["spread_in_stderr"] == pytest.approx((sig["p95"] - sig["p5"]) / sig["stderr"])
+    else:
+        assert sig is None
     measured = pd.read_csv(tmp_path / "measured.csv")                 # picks timed on ONNX Runtime here
     assert set(summary["measured_ms"]) == {"paper", "nsga2", "random"} and (measured["p50_ms"] > 0).all()
     assert (tmp_path / "comparison.png").stat().st_size > 1000
@@ -299,12 +310,44 @@ def test_run_search_runs_any_registered_strategy_and_logs_instead_of_printing(ti
 def test_the_default_supernet_is_trained_through_the_library(tiny_table, tmp_path, monkeypatch):
     seen = []
 
-    def train(config):
-        seen.append(config)
+    def launch(fn, config, nproc):
+        seen.append((fn, config, nproc))
         raise SearchError("trained")
 
-    monkeypatch.setattr(runner, "train", train)
+    monkeypatch.setattr(runner, "launch", launch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SearchError, match="trained"):
-        run_search(SearchConfig(target=str(tiny_table), progress=False))
-    assert seen == [TrainConfig(out="runs/supernet", resume=True, progress=False)]
+        run_search(SearchConfig(target=str(tiny_table), supernet="runs/supernet", progress=False))
+    assert seen == [(runner.train, TrainConfig(out="runs/supernet", resume=True, progress=False),
+                     min(2, local_cores()))]
+
+
+def test_a_compact_copy_holds_the_runs_weights_in_half_precision(tiny_supernet, tmp_path):
+    out = save_compact(tiny_supernet, tmp_path / "tiny.pt", card={"command": "python -m nas.train_supernet"})
+    ck = torch.load(out, weights_only=True)
+    assert {v.dtype for v in ck["model"].values() if v.is_floating_point()} == {torch.float16}
+    assert "optimizer" not in ck and out.stat().st_size < 0.6 * checkpoint_file(tiny_supernet).stat().st_size
+    card = shipped_card(out)
+    assert card["command"] == "python -m nas.train_supernet" and card["sha256"] == file_digest(out)
+    net, meta = load_supernet(out)
+    ref, ref_meta = load_supernet(tiny_supernet)
+    assert meta["space"] == ref_meta["space"] and meta["img_size"] == ref_meta["img_size"]
+    for (k, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
+        assert a.dtype == b.dtype, k                                 # loaded back as float32
+        torch.testing.assert_close(a, b.half().to(b.dtype) if b.is_floating_point() else b, rtol=0, atol=0)
+
+
+def test_the_search_takes_the_users_run_then_the_shipped_supernet(tiny_supernet, tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", weights)
+    monkeypatch.setattr(runner, "default_space", lambda: "tiny")
+    assert resolve_supernet(None) == "runs/supernet"                  # nothing shipped: it is trained first
+    save_compact(tiny_supernet, weights / "tiny.pt", card={"summary": "tiny", "train_minutes": 1})
+    assert resolve_supernet(None) == str(weights / "tiny.pt")
+    assert resolve_supernet("other/run") == "other/run"               # a named supernet is that one
+    shutil.copytree(tiny_supernet, tmp_path / "runs" / "supernet")
+    assert resolve_supernet(None) == "runs/supernet"                  # the user's own run comes first
+

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--target", default=d.target, help="device name (its table in latency_tables/) or a table CSV")
     ap.add_argument("--runtime", help="runtime of the table when the device has several")
     ap.add_argument("--supernet", default=d.supernet,
-                    help="trained supernet checkpoint (file or run folder); the default one is trained if absent")
+                    help="trained supernet checkpoint (file or run folder); default: runs/supernet when it holds a "
+                         "run, else the shipped one. --supernet runs/supernet trains it first when absent")
     ap.add_argument("--strategy", default=d.strategy, choices=(*list_strategies(), "all"))
     ap.add_argument("--params-budget", type=float, help="millions of parameters (deployed network)")
     ap.add_argument("--latency-budget", type=float,

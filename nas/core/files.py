@@ -3,6 +3,7 @@ advisory lock per output (``filelock``), so two processes never interleave their
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from filelock import FileLock, Timeout
 
 from nas.core.errors import UserError
 
-__all__ = ["atomic_open", "atomic_write_text", "exclusive", "Busy"]
+__all__ = ["atomic_open", "atomic_write_text", "exclusive", "Busy", "file_digest"]
 
 
 def _file_mode() -> int:
@@ -75,3 +76,13 @@ def exclusive(path: str | Path, what: str = "output"):
         yield
     finally:
         lock.release()
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's content (a retrained supernet at the same path, even of the same size, is
+    another supernet, and its accuracies are not the old ones)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -151,6 +151,12 @@ class LatencyPredictor:
             calib = load_calibration(cpath)
         return cls(df, space, img_size, num_classes, calib, fallback, meta, source=str(path))
 
+    def for_space(self, space: SearchSpace | str) -> "LatencyPredictor":
+        """The same table, calibration and settings predicting the architectures of another space (one
+        whose units the table may or may not hold: :meth:`missing_keys` says)."""
+        return type(self)(self.table, space, self.img_size, self.num_classes, self.calibration, self.fallback,
+                          self.meta, self.mes_fn, self.source)
+
     def fill_hint(self) -> str:
         """What to run to measure the units this table lacks (one sentence, for error messages)."""
         dev, rt = self.meta.get("device"), self.meta.get("runtime")

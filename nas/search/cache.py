@@ -16,19 +16,9 @@ from nas.core.files import atomic_write_text
 from nas.search.base import SearchError
 from nas.space.arch import Arch
 
-__all__ = ["EvaluationCache", "file_digest"]
+__all__ = ["EvaluationCache"]
 
 log = logging.getLogger(__name__)
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's content: a retrained supernet at the same path, even of the same size, is
-    another supernet, and its accuracies are not the old ones."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class EvaluationCache:

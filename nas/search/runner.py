@@ -15,6 +15,7 @@ replays its finished steps from the cache and goes on where it stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -24,10 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-from nas.core.distributed import init_distributed
-from nas.core.files import Busy, atomic_write_text, exclusive
+from nas.core.distributed import init_distributed, launch, local_cores
+from nas.core.files import Busy, atomic_write_text, exclusive, file_digest
 from nas.core.stats import A_BETTER, B_BETTER, binomial_stderr, paired_bootstrap
+from nas.data.datasets import FMNIST_INSTALL
+from nas.data.folder import open_dataset
 from nas.export.subnet import FORMATS, export_subnet
 from nas.latency.local_tables import ensure_local_table
 from nas.latency.measure import make_profiler, measure_archs
@@ -35,17 +39,19 @@ from nas.latency.predictor import LatencyPredictor
 from nas.latency.tables import is_local, resolve_table
 from nas.search.actions import PAPER_ACTIONS
 from nas.search.base import SearchError, SearchOutcome, SearchStrategy, list_strategies, strategy_class
-from nas.search.cache import EvaluationCache, file_digest
+from nas.search.cache import EvaluationCache
 from nas.search.evaluator import DistributedAccuracy
 from nas.search.objective import Budget, Evaluation, Objective, Step
 from nas.search.report import (conclusion, describe, describe_comparison, plot_comparison,
                                plot_trajectory, write_csv, write_evaluations, write_json, write_trajectory)
 from nas.space.arch import Arch
-from nas.space.spaces import DEFAULT_SPACE, SearchSpace
+from nas.space.spaces import SearchSpace, get_space
 from nas.supernet.checkpoint import checkpoint_file, checkpoint_space, load_checkpoint, load_supernet
 from nas.supernet.evaluate import SubnetEvaluator
+from nas.supernet.shipped import shipped_card, shipped_supernet
 from nas.supernet.supernet import SlimmableSupernet
 from nas.training import TrainConfig, train
+from nas.training.config import default_space
 from profilers.base import ProfilerUnavailable
 from profilers.devices import DeviceError, get_device
 from profilers.table import TableError
@@ -67,7 +73,8 @@ class SearchConfig:
     Target: ``target`` is a device name (its table in ``latency_tables/``) or a table CSV, ``runtime``
     the table's runtime when the device has several; a local device's table that was measured on
     another host is an error unless ``allow_foreign_table``. ``supernet`` is a trained checkpoint (file
-    or run folder); the default one is trained when absent.
+    or run folder). Left at None it is ``runs/supernet`` when that holds a run, else the supernet the
+    package ships (:mod:`nas.supernet.shipped`); ``runs/supernet`` named and absent is trained first.
 
     Search: ``strategy`` is a registered strategy's name (:func:`~nas.search.base.list_strategies`) or
     ``"all"``; budgets are ``params_budget`` (millions of parameters of the deployed network) and
@@ -90,7 +97,7 @@ class SearchConfig:
 
     target: str = "local-cpu"
     runtime: str | None = None
-    supernet: str = DEFAULT_SUPERNET
+    supernet: str | None = None
     strategy: str = "paper"
     params_budget: float | None = None
     latency_budget: float | None = None
@@ -99,8 +106,8 @@ class SearchConfig:
     evals: int | None = None
     storage: str | None = None
     study_name: str | None = None
-    heldout: int = 500
-    final_heldout: int = 5000
+    heldout: int = 4000
+    final_heldout: int = 6000
     calib_batches: int = 2
     batch_size: int = 64
     max_steps: int = 1000
@@ -156,6 +163,7 @@ class _Setup:
 def run_search(config: SearchConfig) -> dict | None:
     """Run the search ``config`` describes; its summary (also written as ``summary.json``) on rank 0,
     None on the other ranks of a ``torchrun`` group (they evaluate accuracies for rank 0)."""
+    config = dataclasses.replace(config, supernet=resolve_supernet(config.supernet))
     try:                                    # before any training: a missing table is the first thing to say
         table = _prepare_table(config)
         pred = LatencyPredictor.from_table(table, allow_foreign=config.allow_foreign_table or None)
@@ -166,25 +174,23 @@ def run_search(config: SearchConfig) -> dict | None:
     torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
     net, meta = load_supernet(config.supernet)
     space = net.space
-    if space.to_dict() != pred.space.to_dict():
-        raise SearchError(f"the supernet searches space {space.name!r} but the table {table} was measured "
-                          f"for {pred.space.name!r}; profile the supernet's space with "
-                          f"python -m profilers.{pred.meta.get('runtime', '<runtime>')} --device "
-                          f"{pred.meta.get('device', config.target)} --space {space.name}")
+    if space.to_dict() != pred.space.to_dict():       # a table of another space serves if it holds every unit
+        pred = pred.for_space(space)
     missing = pred.missing_keys()
     if missing:
-        raise SearchError(f"the table {table} lacks {len(missing)} units of space {space.name!r} "
-                          f"(e.g. {missing[0]}); fill them with: {pred.fill_hint()}")
+        raise SearchError(f"the table {table} (space {pred.meta.get('space', '?')!r}) lacks {len(missing)} units "
+                          f"of the supernet's space {space.name!r} (e.g. {missing[0]}); {pred.fill_hint()}")
     net.to(device)
     dataset = meta.get("dataset", "fashion-mnist")
-    evaluator = SubnetEvaluator.from_dataset(net, dataset, heldout=config.heldout,
+    heldout, final_heldout = _split_test(dataset, config.heldout, config.final_heldout, log if rank == 0 else None)
+    evaluator = SubnetEvaluator.from_dataset(net, dataset, heldout=heldout,
                                              calib_batches=config.calib_batches, batch_size=config.batch_size,
                                              seed=config.seed)
     fns = {"search": evaluator.accuracy}
     final = None
-    if config.final_heldout:               # test images disjoint from the search's, to compare the picks on
+    if final_heldout:                      # test images disjoint from the search's, to compare the picks on
         try:
-            final = SubnetEvaluator.from_dataset(net, dataset, heldout=config.final_heldout,
+            final = SubnetEvaluator.from_dataset(net, dataset, heldout=final_heldout,
                                                  heldout_start=evaluator.num_heldout,
                                                  calib_batches=config.calib_batches, batch_size=config.batch_size,
                                                  seed=config.seed)
@@ -203,8 +209,41 @@ def run_search(config: SearchConfig) -> dict | None:
         pool.close()
 
 
+def _split_test(dataset: str, heldout: int, final: int, logger: logging.Logger | None) -> tuple[int, int]:
+    """Search and final images from the test split: as asked where it holds enough; a smaller split (the
+    bundled Fashion-MNIST subset's 2,000 images) is shared, at most half to the search, the rest final."""
+    n = len(open_dataset(dataset, "test"))
+    if not final or heldout + final <= n:
+        return heldout, final
+    h = min(heldout, n // 2)
+    if logger:
+        logger.warning(f"the {dataset} test split holds {n} images, fewer than --heldout {heldout} + --final-heldout "
+                       f"{final}: {h} for the search, {n - h} for the final comparison"
+                       + (f" (the full set: {FMNIST_INSTALL})" if dataset == "fashion-mnist" else ""))
+    return h, n - h
+
+
+def resolve_supernet(path: str | None) -> str:
+    """The supernet a search uses: ``path`` when given; else ``runs/supernet`` when it holds a run (a user's
+    own training), else the shipped supernet of the space a run on this machine would train
+    (:func:`nas.training.config.default_space`), else ``runs/supernet`` (trained first)."""
+    if path is not None:
+        return path
+    if checkpoint_file(DEFAULT_SUPERNET).exists():
+        return DEFAULT_SUPERNET
+    shipped = shipped_supernet(default_space())
+    if shipped is None:
+        return DEFAULT_SUPERNET
+    card = shipped_card(shipped)
+    about = card.get("summary") or f"see its card {shipped.with_suffix('.json').name}"
+    log.info(f"Supernet: the shipped {shipped.name} ({about}). Train your own with --supernet {DEFAULT_SUPERNET} "
+             f"(about {card.get('train_minutes', 30):.0f} minutes on two CPU cores).")
+    return str(shipped)
+
+
 def _ensure_supernet(config: SearchConfig) -> None:
-    """Train the default supernet when it is asked for and absent (one process only)."""
+    """Train the default supernet when it is asked for and absent: one process per core, two at most (the
+    CPU recipe's), under torchrun's launcher."""
     path = config.supernet
     if checkpoint_file(path).exists():
         return
@@ -214,19 +253,27 @@ def _ensure_supernet(config: SearchConfig) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SearchError(f"no supernet at {path}. Train it first, e.g. torchrun --nproc_per_node N "
                           f"-m nas.train_supernet --out {path}, then rerun the search")
-    log.info(f"No trained supernet at {path}: training the default one first (python -m nas.train_supernet; "
-             f"about half an hour on one CPU core). Interrupt and rerun at any time: it resumes.")
-    train(TrainConfig(out=path, resume=True, progress=config.progress))
+    nproc = min(2, local_cores())
+    log.info(f"No trained supernet at {path}: training the default one first (torchrun --standalone "
+             f"--nproc_per_node {nproc} -m nas.train_supernet --out {path} --resume; about half an hour on two "
+             f"CPU cores). Interrupt and rerun at any time: it resumes.")
+    try:
+        launch(train, TrainConfig(out=path, resume=True, progress=config.progress), nproc=nproc)
+    except ChildFailedError:
+        raise SearchError(f"training the supernet in {path} failed (the error is above); rerun to resume it, or "
+                          f"train it alone: torchrun --standalone --nproc_per_node {nproc} -m nas.train_supernet "
+                          f"--out {path} --resume") from None
 
 
 def _supernet_space(path: str) -> SearchSpace:
-    """The search space of the supernet at ``path``, or the default space when it is still to be trained."""
+    """The search space of the supernet at ``path``, or the space it will be trained on when it is still to
+    be trained."""
     ck = checkpoint_file(path)
     if not ck.exists():
         if Path(path) != Path(DEFAULT_SUPERNET):
             raise SearchError(f"no supernet checkpoint at {path}. Train one with: "
                               f"python -m nas.train_supernet --out {path}")
-        return DEFAULT_SPACE
+        return get_space(default_space())
     return checkpoint_space(load_checkpoint(path)["meta"])        # the space only: no model is built
 
 
@@ -337,6 +384,11 @@ class _Search:
 
         self._compare_finally(outcomes, reference)
         summary = self._summary(outcomes, reference)
+        if summary["signal"] and summary["signal"]["spread_in_stderr"] is not None:
+            g = summary["signal"]
+            log.info(f"\nSubnets within the budget ({g['n']} random ones, accuracy on {n} images): "
+                     f"5th-95th percentile {g['p5'] * 100:.2f}-{g['p95'] * 100:.2f} % ({g['spread'] * 100:.2f} "
+                     f"points = {g['spread_in_stderr']:.1f} standard errors of one evaluation)")
         if len(outcomes) > 1:
             self._write_comparison(outcomes)
         self._log_comparisons()
@@ -437,7 +489,21 @@ class _Search:
                                                **self._final_fields(n)} if o.chosen else None)}
                                for n, o in outcomes.items()},
                 "comparisons": self.comparisons,
-                "conclusion": conclusion(self.comparisons) if self.comparisons else None}
+                "conclusion": conclusion(self.comparisons) if self.comparisons else None,
+                "signal": self._signal(outcomes)}
+
+    def _signal(self, outcomes: dict[str, SearchOutcome]) -> dict | None:
+        """How far apart the subnets within the budget are against the noise of one evaluation: the 5th to
+        95th percentile range of the accuracies random search measured (random subnets within the budget),
+        in points and in standard errors at their median. None without at least 10 such evaluations."""
+        o = outcomes.get("random")
+        if o is None or len(o.evaluations) < 10:
+            return None
+        acc = np.array([e.accuracy for e in o.evaluations])
+        p5, p50, p95 = (float(v) for v in np.percentile(acc, [5, 50, 95]))
+        se = self.setup.evaluator.standard_error(p50)
+        return {"n": len(acc), "min": float(acc.min()), "p5": p5, "median": p50, "p95": p95, "max": float(acc.max()),
+                "spread": p95 - p5, "stderr": se, "spread_in_stderr": (p95 - p5) / se if se else None}
 
     def _write_comparison(self, outcomes: dict[str, SearchOutcome]) -> None:
         """``comparison.csv``, ``comparison.png`` and the table of the strategies side by side."""
