@@ -5,6 +5,8 @@
     python -m profilers.tflite --device pixel6              # benchmark_model over adb
     python -m profilers.coreml --device iphone12            # Core ML bundle for the phone (or a Mac)
     python -m profilers.tensorrt --device a100              # trtexec
+    python -m profilers.torch --device local-cpu            # PyTorch eager, measured here
+    python -m profilers.torch --device h200                 # PyTorch CUDA graphs, on the H200 itself
 
 ``get_profiler("onnxruntime")`` returns the plugin class; ``cls(device, threads=1).profile_module(module,
 input_shape)`` exports and measures any module (a unit or a whole network) with the shared protocol.
@@ -25,12 +27,14 @@ __all__ = ["get_profiler", "RUNTIMES", "Device", "DeviceError", "get_device", "l
            "Protocol"]
 
 _CLASSES = {"onnxruntime": ("onnxruntime", "OnnxRuntimeProfiler"), "tflite": ("tflite", "TFLiteProfiler"),
-            "coreml": ("coreml", "CoreMLProfiler"), "tensorrt": ("tensorrt", "TensorRTProfiler")}
-_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "litert": "tflite", "trt": "tensorrt"}
+            "coreml": ("coreml", "CoreMLProfiler"), "tensorrt": ("tensorrt", "TensorRTProfiler"),
+            "torch": ("torch", "TorchProfiler")}
+_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "litert": "tflite", "trt": "tensorrt", "pytorch": "torch"}
 
 
 def get_profiler(runtime_name: str):
-    """The :class:`profilers.base.Profiler` subclass for ``runtime_name`` (onnxruntime, tflite, coreml, tensorrt)."""
+    """The :class:`profilers.base.Profiler` subclass for ``runtime_name`` (onnxruntime, tflite, coreml, tensorrt,
+    torch)."""
     name = _ALIASES.get(runtime_name, runtime_name)
     if name not in _CLASSES:
         raise KeyError(f"unknown runtime {runtime_name!r}; choose from {list(RUNTIMES)}")

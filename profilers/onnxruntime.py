@@ -3,10 +3,13 @@
 
 Sessions use ``intra_op_num_threads`` = the device's threads, ``inter_op`` 1, sequential execution and
 ``ORT_ENABLE_ALL``. The CPU provider is used unless the device entry asks for CUDA/TensorRT execution
-providers, which must then be available. Timing covers ``sess.run`` (input copy and output allocation
-included, ~13 us floor on this CPU).
+providers (``h200-ort``, ``a100``), which must then be available: they come with ``pip install
+onnxruntime-gpu`` (instead of ``onnxruntime``) on the machine with the GPU; a missing one is refused,
+never replaced by the CPU. Timing covers ``sess.run`` (input copy and output allocation included, ~13 us
+floor on this CPU; on a GPU provider also the copy of the input to the GPU and of the output back).
 
     python -m profilers.onnxruntime --device local-cpu
+    python -m profilers.onnxruntime --device h200-ort        # CUDA execution provider, on the H200
 """
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ from profilers.base import Profiler, ProfilerUnavailable
 from profilers.cli import main
 from profilers.convert import OPSET, export_onnx
 
-__all__ = ["OnnxRuntimeProfiler"]
+__all__ = ["OnnxRuntimeProfiler", "GPU_PROVIDERS"]
+
+#: execution providers that run on an NVIDIA GPU and come with ``onnxruntime-gpu``
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 class OnnxRuntimeProfiler(Profiler):
@@ -34,7 +40,7 @@ class OnnxRuntimeProfiler(Profiler):
             import onnxruntime as ort
         except ImportError:
             raise ProfilerUnavailable("onnxruntime is not installed: pip install onnxruntime "
-                                      "(onnxruntime-gpu for CUDA/TensorRT providers)") from None
+                                      "(pip install onnxruntime-gpu for the CUDA/TensorRT providers)") from None
         return ort
 
     def runtime_version(self) -> str:
@@ -45,10 +51,15 @@ class OnnxRuntimeProfiler(Profiler):
         avail = self._ort().get_available_providers()
         missing = [p for p in want if p not in avail]
         if missing:
+            gpu = [p for p in missing if p in GPU_PROVIDERS]
+            libs = "CUDA/TensorRT" if "TensorrtExecutionProvider" in gpu else "CUDA"
+            how = (f"on the machine with the GPU, pip install onnxruntime-gpu (in place of the CPU-only package: "
+                   f"pip uninstall onnxruntime first) with its {libs} libraries, or pick a CPU device such as "
+                   f"local-cpu") if gpu else \
+                "install an onnxruntime build with that provider, or pick a CPU device such as local-cpu"
             raise ProfilerUnavailable(
                 f"device {self.device.name!r} asks for ONNX Runtime provider(s) {missing}, but this onnxruntime "
-                f"has only {avail}; install onnxruntime-gpu (with CUDA/TensorRT libraries) on a machine with "
-                f"the GPU, or pick a CPU device such as local-cpu")
+                f"has only {avail}; {how}")
         return want if "CPUExecutionProvider" in want else want + ["CPUExecutionProvider"]
 
     def check_ready(self) -> None:
