@@ -1,6 +1,8 @@
 import os
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,6 +35,32 @@ def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> to
 @pytest.fixture
 def randomize():
     return randomize_
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def torchrun_train(config: dict, out, nproc: int = 2) -> subprocess.CompletedProcess:
+    """``nas.training.train(TrainConfig(**config, out=out))`` under ``torchrun --standalone --nproc_per_node
+    nproc`` (one thread per process); the finished process, its output captured."""
+    script = Path(tempfile.mkdtemp(prefix="torchrun-train-")) / "train_ranks.py"
+    script.write_text(
+        "import sys\n"
+        "import torch.distributed as dist\n"
+        "from nas.core.logs import console\n"
+        "from nas.training import TrainConfig, train\n"
+        f"config = TrainConfig(**{config!r}, out=sys.argv[1])\n"
+        "with console():\n"
+        "    try:\n"
+        "        train(config)\n"
+        "    finally:\n"
+        "        dist.destroy_process_group()\n")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc_per_node", str(nproc),
+           str(script), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 FAST_PROTOCOL = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)

@@ -1,11 +1,8 @@
 """Image folders streamed through DataLoader workers: lazy listing, transforms, sharding, exact resume,
 unreadable files, and training / evaluation on a folder."""
 import logging
-import os
 import pickle
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import torchrun_train
 from nas.data.datasets import ImageSet, ShardedOrder
 from nas.data.folder import ImageFolder, open_dataset, scan_folder
 from nas.data.loader import StepSampler, TrainStream, UnreadableBatch, default_workers, eval_batches
@@ -23,7 +21,6 @@ from nas.supernet.evaluate import SubnetEvaluator
 from nas.supernet.supernet import SlimmableSupernet
 from nas.training import ConfigError, TrainConfig, train
 
-REPO = Path(__file__).resolve().parents[1]
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
 
 
@@ -249,25 +246,8 @@ def test_data_settings_are_validated_and_reach_the_config(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_train_on_a_folder(tmp_path):
     root = make_folder(tmp_path / "data", per_class=16)
-    torchrun = Path(sys.executable).with_name("torchrun")
-    script = tmp_path / "train_ranks.py"
     config = dict(FOLDER_RUN, dataset=str(root), steps=4, num_workers=1, eval_every=2, save_rank_states=True)
-    script.write_text(
-        "import sys\n"
-        "import torch.distributed as dist\n"
-        "from nas.core.logs import console\n"
-        "from nas.training import TrainConfig, train\n"
-        f"config = TrainConfig(**{config!r}, out=sys.argv[1])\n"
-        "with console():\n"
-        "    try:\n"
-        "        train(config)\n"
-        "    finally:\n"
-        "        dist.destroy_process_group()\n")
-    cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path / "run")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = torchrun_train(config, tmp_path / "run")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 process(es)" in r.stdout and "1 data worker(s) each" in r.stdout
     s0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=False)

@@ -1,13 +1,11 @@
 import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+from conftest import torchrun_train
 from nas.core.distributed import launch
 from nas.supernet.checkpoint import load_supernet
 from nas.data.datasets import batches, load_dataset
@@ -19,7 +17,6 @@ from nas.training import TrainConfig, train
 from nas.training.config import default_space
 from nas.training.sandwich import sandwich_archs
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--space", "tiny", "--img-size", "64", "--batch-size", "16", "--train-subset", "800", "--eval-size", "200",
         "--calib-batches", "2", "--no-progress", "--threads", "1"]
 TINY_CONFIG = dict(space="tiny", img_size=64, batch_size=16, train_subset=800, eval_size=200, calib_batches=2, progress=False,
@@ -100,25 +97,8 @@ def test_evaluator_matches_the_recalibrated_standalone_subnet(randomize):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    script = tmp_path / "train_ranks.py"              # the library under torchrun, writing OUT/rank{r}.pt
-    script.write_text(
-        "import sys\n"
-        "import torch.distributed as dist\n"
-        "from nas.core.logs import console\n"
-        "from nas.training import TrainConfig, train\n"
-        f"config = TrainConfig(**{TINY_CONFIG!r}, steps=6, eval_every=3, ckpt_every=3, plot=False,\n"
-        "                     save_rank_states=True, out=sys.argv[1])\n"
-        "with console():\n"
-        "    try:\n"
-        "        train(config)\n"
-        "    finally:\n"
-        "        dist.destroy_process_group()\n")
-    cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = torchrun_train(dict(TINY_CONFIG, steps=6, eval_every=3, ckpt_every=3, plot=False, save_rank_states=True),
+                       tmp_path)                      # the library under torchrun, writing OUT/rank{r}.pt
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 process(es)" in r.stdout
     s0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
