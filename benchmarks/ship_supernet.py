@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nas.core.stats import binomial_stderr  # noqa: E402
 from nas.supernet.checkpoint import load_checkpoint, load_supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator  # noqa: E402
-from nas.supernet.shipped import SHIPPED_DIR, save_compact  # noqa: E402
+from nas.supernet.shipped import SHIPPED_DIR, save_compact, write_card  # noqa: E402
 from profilers.host import fingerprint  # noqa: E402
 
 COMMAND = "torchrun --standalone --nproc_per_node 2 -m nas.train_supernet"
@@ -56,13 +56,14 @@ def main():
     machine = f"{fp['cores']}-core {fp['cpu']} (family {fp['family']} model {fp['model']})"
     summary = (f"trained by `{args.command}`: {meta['dataset']} at {meta['img_size']} px, {ck.get('step')} steps of "
                f"{settings['batch_size']} images x {settings.get('world_size', 1)} processes, {minutes:.0f} minutes on a "
-               f"{machine}; S0 subnet {acc['S0']['accuracy'] * 100:.1f} %" if "S0" in acc else "")
+               f"{machine}")
+    if "S0" in acc:
+        summary += f"; S0 subnet {acc['S0']['accuracy'] * 100:.1f} %"
     card = {"space": space, "command": args.command, "summary": summary, "train_minutes": round(minutes, 1),
             "steps": ck.get("step"), "settings": settings, "machine": {"cpu": machine, "processes": settings.get("world_size", 1),
                                                                        "python": platform.python_version()},
             "test_images": n, "accuracy": acc}
-    save_compact(args.run, out, card=card)
-    print(out.with_suffix(".json").read_text())
+    print(write_card(out, card).read_text())
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from nas.core.files import atomic_write_text, file_digest
 from nas.supernet.checkpoint import CheckpointError, atomic_save, load_checkpoint
 
-__all__ = ["SHIPPED_DIR", "shipped_supernet", "shipped_card", "save_compact"]
+__all__ = ["SHIPPED_DIR", "shipped_supernet", "shipped_card", "save_compact", "write_card"]
 
 #: Where the package keeps its shipped supernets: ``<space name>.pt`` and its card ``<space name>.json``.
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
@@ -40,14 +40,21 @@ def shipped_card(path: str | Path) -> dict:
 def save_compact(run: str | Path, out: str | Path, card: dict | None = None,
                  dtype: torch.dtype = torch.float16) -> Path:
     """Write the weights of the checkpoint at ``run`` (a file or run folder) to ``out`` with floating-point
-    tensors in ``dtype``, plus its metadata and step; with ``card``, write it to ``out`` with a ``.json``
-    suffix, adding the compact file's size and SHA-256. Returns ``out``."""
+    tensors in ``dtype``, plus its metadata and step; with ``card``, also its card (:func:`write_card`).
+    Returns ``out``."""
     ck = load_checkpoint(run)
     if "model" not in ck or "meta" not in ck:
         raise CheckpointError(f"{run} is not a supernet checkpoint (no model weights and metadata)")
     model = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ck["model"].items()}
     out = atomic_save({"model": model, "meta": ck["meta"], "step": ck.get("step"), "compact": str(dtype)}, out)
     if card is not None:
-        card = {**card, "file": out.name, "bytes": out.stat().st_size, "sha256": file_digest(out)}
-        atomic_write_text(out.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
+        write_card(out, card)
     return out
+
+
+def write_card(path: str | Path, card: dict) -> Path:
+    """Write ``card`` beside the shipped supernet at ``path`` (``.json`` suffix), adding the file's name,
+    size and SHA-256; returns the card's path."""
+    path = Path(path)
+    card = {**card, "file": path.name, "bytes": path.stat().st_size, "sha256": file_digest(path)}
+    return atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
