@@ -14,7 +14,6 @@ Results are handed to ``on_result`` as each batch finishes, so a killed run keep
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
@@ -69,15 +68,6 @@ def _chunks(items, n):
         yield items[i:i + n]
 
 
-@contextlib.contextmanager
-def _restoring_threads(threads: int):
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-
-
 def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe | None = None, *,
                     batch_size: int = DEFAULT_BATCH, progress: bool = True, desc: str = "measuring",
                     correct_drift: bool = False,
@@ -99,9 +89,7 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
     bar = tqdm(total=len(items), desc=desc, unit="net" if "network" in desc else "unit", disable=not progress,
                dynamic_ncols=True)
     keep = Path(profiler.keep_exports) if profiler.keep_exports else None
-    threads = torch.get_num_threads()          # a runtime may set torch's for its timing; the caller keeps its own
-    with tempfile.TemporaryDirectory(prefix=f"prof_{profiler.name}_") as tmp, pinned(profiler.cpus), \
-            _restoring_threads(threads):
+    with tempfile.TemporaryDirectory(prefix=f"prof_{profiler.name}_") as tmp, pinned(profiler.cpus):
         folder = keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
 

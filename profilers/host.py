@@ -19,6 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
+import torch
+
 __all__ = ["fingerprint", "differences", "host_id", "pinned", "COMPARED_FIELDS", "ISA_FLAGS"]
 
 #: CPU feature flags that change which kernels a runtime picks (x86 and Arm names as /proc/cpuinfo has them)
@@ -117,17 +119,21 @@ def host_id(fp: dict | None = None) -> str:
 @contextlib.contextmanager
 def pinned(cpus: Iterable[int] | None):
     """Run the enclosed code on the cores ``cpus`` only (as ``taskset`` would), then restore the previous
-    affinity. A no-op for ``None`` or where the OS has no affinity call."""
-    if cpus is None or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    want = {int(c) for c in cpus}
-    n = os.cpu_count() or 1
-    if not want or not want <= set(range(n)):
-        raise ValueError(f"cores {sorted(want)} requested, but this machine has cores 0..{n - 1}")
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, want)
+    affinity, and torch's thread count, which a runtime may set for its timing (the caller, a search or a
+    calibration, keeps its own). Pinning is skipped for ``None`` or where the OS has no affinity call."""
+    threads = torch.get_num_threads()
+    before = None
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        want = {int(c) for c in cpus}
+        n = os.cpu_count() or 1
+        if not want or not want <= set(range(n)):
+            raise ValueError(f"cores {sorted(want)} requested, but this machine has cores 0..{n - 1}")
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, want)
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        if before is not None:
+            os.sched_setaffinity(0, before)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

@@ -239,7 +239,7 @@ def test_cuda_timing_path(mode, tmp_path):
 
 def test_measuring_leaves_the_callers_thread_count(monkeypatch):
     """The CPU runner sets torch's thread count to the device's for its timing; a search or calibration
-    that measures networks in its own process gets its own thread count back."""
+    that measures networks in its own process gets its own thread count back (profilers.host.pinned)."""
     prof = TorchProfiler("local-cpu", protocol=fast(), cpus=None)
     before = torch.get_num_threads()
     torch.set_num_threads(2 if prof.threads != 2 else 1)
@@ -248,6 +248,9 @@ def test_measuring_leaves_the_callers_thread_count(monkeypatch):
         spec = space_units(TINY_SPACE, 64, 10)[0]
         res = measure_modules(prof, [(spec.key, spec.build)], progress=False)
         assert res[spec.key].p50_ms > 0
+        assert torch.get_num_threads() == mine
+        module, shape = spec.build()
+        assert prof.profile_module(module, shape).p50_ms > 0                # the one-module path too
         assert torch.get_num_threads() == mine
     finally:
         torch.set_num_threads(before)
