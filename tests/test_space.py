@@ -143,7 +143,7 @@ def test_attention_slots_confine_attention_to_the_end_of_its_stages():
     for arch in [space.sample(i, attn_prob=1.0) for i in range(50)] + space.decode(space.sample_encoded(300, seed=1)):
         space.validate(arch)
     codes = space.encode([top])
-    codes[0, space.encode([top]).shape[1] - space.num_slots + 3] = 1      # attention in stage 2's first slot
+    codes[0, codes.shape[1] - space.num_slots + 3] = 1          # attention in stage 2's first slot
     with pytest.raises(ArchError, match="the last 2 slots"):
         space.check_codes(codes)
     # the supernet holds attention weights only where attention may go
