@@ -54,11 +54,13 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
                                                   "tables with python -m profilers.merge")
     ap.add_argument("--out", default=None, help="table path (default: latency_tables/{device}.{runtime}.csv; "
                                                 "with --shard, latency_tables/shards/...)")
-    ap.add_argument("--runs", type=positive_int, default=None, help="timed calls per round (default: enough for ~0.12 s)")
+    ap.add_argument("--runs", type=positive_int, default=None, help="timed calls per round (default: enough for ~%s s)" % Protocol.round_s)
     ap.add_argument("--rounds", type=positive_int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
     ap.add_argument("--warmup", type=nonnegative_int, default=Protocol.warmup, help="warm-up calls (default: %(default)s)")
     ap.add_argument("--max-cv", type=float, default=Protocol.max_cv,
                     help="re-measure a unit whose round medians vary more than this (default: %(default)s)")
+    ap.add_argument("--common-mode", action=argparse.BooleanOptionalAction, default=Protocol.common_mode,
+                    help="divide each sweep over a batch by the host speed its units share (default: on)")
     ap.add_argument("--limit", type=nonnegative_int, default=None, help="measure at most N missing units")
     ap.add_argument("--coverage", action="store_true", help="report which units the table lacks and exit")
     ap.add_argument("--keep-exports", default=None, help="keep exported models in this folder")
@@ -128,7 +130,8 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
             text, missing = coverage_report(out, space, args.img_size, args.num_classes)
             print(text)
             return 1 if missing else 0
-        protocol = Protocol(warmup=args.warmup, rounds=args.rounds, runs=args.runs, max_cv=args.max_cv)
+        protocol = Protocol(warmup=args.warmup, rounds=args.rounds, runs=args.runs, max_cv=args.max_cv,
+                            common_mode=args.common_mode)
         prof = profiler_cls(device, threads=args.threads, protocol=protocol, keep_exports=args.keep_exports,
                             quiet=not args.verbose, cpus=parse_cpus(args.cpus, device),
                             **profiler_cls.options_from_args(args))

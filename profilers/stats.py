@@ -11,6 +11,19 @@ by one disturbed round), i.e. how far the median moves from one round to the nex
 round 2 of every callable, and so on, in a rotating order. On a shared host whose speed drifts over
 minutes, drift then hits every entry of a batch alike instead of the ones that happened to be timed
 last; entries whose rounds disagree (``cv`` above ``max_cv``) get more rounds, up to ``retries`` times.
+
+A shared host's speed also jumps within seconds (measured on a 2-core cloud EPYC: from 0.7x to 1.5x of
+its median from one sweep over a batch to the next, for every entry of the sweep alike). With
+``common_mode`` on and at least :data:`MIN_COMMON` entries, :meth:`Protocol.measure_many` therefore
+removes that common part: the log round medians form an entries x sweeps table, a median polish
+(:func:`sweep_factors`, Tukey's two-way fit: log time = entry level + sweep effect + residual) estimates
+each sweep's host-speed factor from all entries timed in it, and every round is divided by its sweep's
+factor (factors are centred on the batch's median sweep, so latencies keep the batch's typical host
+speed) before the statistics are taken. ``cv`` then measures how much an entry moves against the entries
+timed beside it, which is what sums and rankings of table entries depend on; the host's own variation is
+kept apart in :attr:`Protocol.host_factors`. At the default 7 rounds this made entries agree better with
+their own second measurement, relative to each other, in every run of
+``benchmarks/protocol_common_mode.py`` (benchmarks/results/protocol_common_mode.txt).
 """
 from __future__ import annotations
 
@@ -22,7 +35,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["LatencyStats", "Protocol", "summarize_rounds", "summarize_runs", "stats_from_round_summaries",
-           "robust_cv"]
+           "robust_cv", "sweep_factors", "MIN_COMMON"]
+
+#: fewest entries timed in one sweep for the sweep's common host-speed factor to be estimated
+MIN_COMMON = 3
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,33 @@ def summarize_runs(runs_ms: Sequence[float], rounds: int = 5) -> LatencyStats:
     return summarize_rounds(np.array_split(runs, k))
 
 
+def sweep_factors(log_medians, min_common: int = MIN_COMMON, iters: int = 50) -> np.ndarray:
+    """Each sweep's common host-speed factor from an entries x sweeps array of log round medians (NaN
+    where an entry was not timed in a sweep), by median polish; ``exp`` of the sweep effects, centred so
+    that the median sweep has factor 1. A sweep with fewer than ``min_common`` timed entries gets 1 (too
+    few entries to tell the host from the entries)."""
+    x = np.asarray(log_medians, dtype=float)
+    if x.ndim != 2:
+        raise ValueError("sweep_factors takes an entries x sweeps array")
+    seen = np.isfinite(x)
+    ok = seen.sum(axis=0) >= int(min_common)
+    col = np.zeros(x.shape[1])
+    if not ok.any():
+        return np.ones(x.shape[1])
+    rows = seen.any(axis=1)
+    row = np.zeros(x.shape[0])
+    for _ in range(int(iters)):
+        row[rows] = np.nanmedian(x[rows] - col[None, :], axis=1)
+        new = np.zeros_like(col)
+        new[ok] = np.nanmedian(x[:, ok] - row[:, None], axis=0)
+        new[ok] -= np.median(new[ok])
+        done = np.max(np.abs(new - col)) < 1e-9
+        col = new
+        if done:
+            break
+    return np.exp(col)
+
+
 def stats_from_round_summaries(avgs_ms: Sequence[float], stds_ms: Sequence[float] | None,
                                counts: Sequence[int]) -> LatencyStats:
     """Statistics from tools that only report a per-round mean/std/count (``benchmark_model``).
@@ -115,7 +158,8 @@ class Protocol:
     ``warmup`` calls (and at least ``warmup_s`` seconds) are run first; their median sets how many calls
     a round needs to last about ``round_s`` (clamped to ``[min_runs, max_runs]``) unless ``runs`` fixes it.
     Many short rounds beat a few long ones on a shared host: a burst of interference spoils one round,
-    and the median of the round medians ignores it.
+    and the median of the round medians ignores it. ``common_mode`` removes the host speed that all
+    entries of a sweep share (see the module docstring); :meth:`measure` (one entry) never does.
     """
     warmup: int = 5
     warmup_s: float = 0.05
@@ -126,11 +170,14 @@ class Protocol:
     max_runs: int = 2000
     max_cv: float = 0.05
     retries: int = 2
+    common_mode: bool = True
     attempts: dict = field(default_factory=dict, repr=False)   # per name: cv after each pass of the last call
+    host_factors: list = field(default_factory=list, repr=False)   # per sweep of the last call (1: not estimated)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("attempts")
+        d.pop("host_factors")
         return d
 
     def runs_per_round(self, call_ms: float) -> int:
@@ -172,22 +219,41 @@ class Protocol:
         once (the order rotates from round to round). A callable whose round medians vary by more than
         ``max_cv`` gets ``rounds`` more rounds (interleaved with the other unsteady ones), up to
         ``retries`` times; its statistics cover all its rounds, so a disturbed round weighs less and
-        less in the median of round medians. ``attempts`` holds, per name, the cv after each pass.
+        less in the median of round medians. ``attempts`` holds, per name, the cv after each pass. With
+        ``common_mode`` and at least :data:`MIN_COMMON` entries, every round is first divided by its sweep's
+        host-speed factor (:func:`sweep_factors`; the factors are kept in ``host_factors``).
         """
         names = list(fns)
         per_round = {k: self.runs_per_round(self._warm(fns[k])) for k in names}
-        rounds: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        rounds: dict[str, list[tuple[int, np.ndarray]]] = {k: [] for k in names}   # (sweep, call times)
         self.attempts = {k: [] for k in names}
-        todo, stats = names, {}
+        self.host_factors = []
+        todo, stats, sweep = names, {}, 0
         for attempt in range(1 + max(0, self.retries)):
             for r in range(self.rounds):
                 shift = (r + attempt * self.rounds) % len(todo)
                 for k in todo[shift:] + todo[:shift]:
-                    rounds[k].append(self._round(fns[k], per_round[k]))
+                    rounds[k].append((sweep, self._round(fns[k], per_round[k])))
+                sweep += 1
+            factors = self._host_factors(names, rounds, sweep)
             for k in todo:
-                stats[k] = summarize_rounds(rounds[k])
+                stats[k] = summarize_rounds([t / factors[s] for s, t in rounds[k]])
                 self.attempts[k].append(stats[k].cv)
             todo = [k for k in todo if stats[k].cv > self.max_cv]
             if not todo:
                 break
+        self.host_factors = [float(f) for f in factors]
         return {k: stats[k] for k in names}
+
+    def _host_factors(self, names: list[str], rounds: dict, sweeps: int) -> np.ndarray:
+        """Per sweep, the host-speed factor shared by its entries (all 1 without ``common_mode`` or with
+        fewer than :data:`MIN_COMMON` entries)."""
+        if not self.common_mode or len(names) < MIN_COMMON:
+            return np.ones(sweeps)
+        x = np.full((len(names), sweeps), np.nan)
+        for i, k in enumerate(names):
+            for s, t in rounds[k]:
+                med = float(np.median(t))
+                if med > 0:
+                    x[i, s] = math.log(med)
+        return sweep_factors(x)

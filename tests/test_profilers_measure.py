@@ -13,7 +13,7 @@ from nas.space.units import probe_units, space_units
 from nas.space.spaces import TINY_SPACE
 from profilers import LatencyStats, get_profiler
 from profilers.convert import export_onnx
-from profilers.stats import Protocol, summarize_rounds, summarize_runs
+from profilers.stats import Protocol, summarize_rounds, summarize_runs, sweep_factors
 from profilers.table import read_table
 
 FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
@@ -59,6 +59,51 @@ def test_rounds_are_interleaved_and_unsteady_entries_get_more_rounds():
     assert timed.count("jumpy") == timed.count("steady") == 6        # first pass: 3 rounds of each, alternating
     assert all(timed[k] == timed[k + 1] for k in range(0, 12, 2))    # a round is 2 calls of one entry
     assert 0 < res["steady"].p50_ms < res["jumpy"].p90_ms
+
+
+def test_sweep_factors_recover_a_common_host_speed():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    level, host = np.log(rng.uniform(1, 10, 8)), np.log(rng.uniform(0.7, 1.3, 12))
+    x = level[:, None] + host[None, :] + rng.normal(0, 0.002, (8, 12))
+    x[0, 3] = np.nan                                   # an entry not timed in a sweep
+    x[2:, 5] = np.nan                                  # a sweep of 2 entries: too few to tell host from entries
+    f = sweep_factors(x)
+    assert f[5] == 1.0 and np.median(f) == pytest.approx(1.0)
+    want = np.exp(host - host[4])                      # same factors up to the centring
+    keep = np.arange(12) != 5
+    assert np.allclose((f / want)[keep] / np.median((f / want)[keep]), 1, atol=0.01)
+    assert np.all(sweep_factors(x[:2]) == 1.0)         # 2 entries: nothing estimated
+    with pytest.raises(ValueError):
+        sweep_factors(np.ones(3))
+
+
+@pytest.mark.parametrize("common_mode", [True, False])
+def test_measure_many_removes_the_host_speed_its_entries_share(monkeypatch, common_mode):
+    """A fake clock: 4 entries of 1, 2, 3 and 5 ms on a host that runs at 1x or 1.5x from sweep to sweep."""
+    base = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 5.0}
+    speeds = (1.0, 1.5, 1.0, 1.5, 1.5, 1.0)
+    state = {"now": 0, "calls": 0}
+
+    def entry(ms):
+        def fn():
+            i = state["calls"]
+            state["calls"] += 1                        # 4 warm-up calls, then sweeps of 4 entries x 2 calls
+            host = 1.0 if i < 4 else speeds[((i - 4) // 8) % len(speeds)]
+            state["now"] += round(ms * host * 1e6)
+        return fn
+
+    monkeypatch.setattr("profilers.stats.time.perf_counter_ns", lambda: state["now"])
+    p = Protocol(warmup=1, warmup_s=0, rounds=6, runs=2, retries=0, common_mode=common_mode)
+    res = p.measure_many({k: entry(v) for k, v in base.items()})
+    if common_mode:
+        assert all(res[k].cv < 1e-9 for k in base), res                # what the entries share is gone
+        assert res["d"].p50_ms / res["a"].p50_ms == pytest.approx(5.0)
+        f = p.host_factors                                             # the slow sweeps, found 1.5x slower
+        assert [f[i] / f[0] for i in range(6)] == pytest.approx(list(speeds))
+    else:
+        assert all(res[k].cv > 0.1 for k in base) and p.host_factors == [1.0] * 6
+    assert p.to_dict()["common_mode"] is common_mode and "host_factors" not in p.to_dict()
 
 
 @pytest.mark.parametrize("kind", ["stem", "downsample", "attn", "ffn", "head"])
