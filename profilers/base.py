@@ -105,6 +105,13 @@ class Profiler(abc.ABC):
         """Constructor keyword arguments taken from the runtime-specific flags."""
         return {}
 
+    @classmethod
+    def options_from_settings(cls, settings: dict) -> dict:
+        """Constructor keyword arguments that reproduce a table's recorded :meth:`settings` (what
+        calibration and validation need to time whole networks the way the table's blocks were timed,
+        also for a table written with command-line overrides)."""
+        return {}
+
     # -- provided -----------------------------------------------------------------------------------
     def profile_module(self, module: nn.Module, input_shape: tuple, name: str = "model") -> LatencyStats:
         """Export and measure one module end to end (a unit or a whole network)."""

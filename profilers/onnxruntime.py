@@ -31,6 +31,10 @@ class OnnxRuntimeProfiler(Profiler):
     name = "onnxruntime"
     suffix = ".onnx"
 
+    @classmethod
+    def options_from_settings(cls, settings: dict) -> dict:
+        return {"dynamo": True} if settings.get("exporter") == "dynamo" else {}
+
     def __init__(self, *a, dynamo: bool = False, **kw):
         super().__init__(*a, **kw)
         self.dynamo = dynamo

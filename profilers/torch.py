@@ -159,6 +159,10 @@ class TorchProfiler(Profiler):
                                  f"write to another table with --out")
         return opts
 
+    @classmethod
+    def options_from_settings(cls, settings: dict) -> dict:
+        return {k: settings[k] for k in _TABLE_SETTINGS if settings.get(k) is not None}
+
     # -- what the table records -----------------------------------------------------------------
     def _gpu_index(self) -> int:
         return self.torch_device.index if self.torch_device.index is not None else torch.cuda.current_device()

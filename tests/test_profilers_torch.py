@@ -150,6 +150,18 @@ def test_whole_network_through_make_profiler():
     sane(prof.profile_module(_tiny_net(), (1, 3, 64, 64)))
 
 
+def test_networks_are_timed_with_the_settings_their_table_recorded():
+    """A table written with overrides (--batch 2 --channels-last --out ...) records them; calibration and
+    validation build their profiler from that record, not from the device entry."""
+    table = TorchProfiler("local-cpu", protocol=fast(), batch=2, channels_last=True).table_meta("tiny", 64, 10)
+    prof = make_profiler("local-cpu", "torch", settings=table["settings"])
+    assert (prof.mode, prof.batch, prof.channels_last, prof.compile_mode) == ("eager", 2, True, None)
+    prof = make_profiler("local-cpu", "torch", settings={"mode": "compile", "compile_mode": "max-autotune"})
+    assert (prof.mode, prof.compile_mode, prof.batch) == ("compile", "max-autotune", 1)
+    ort = make_profiler("local-cpu", "onnxruntime", settings={"exporter": "dynamo"})
+    assert ort.dynamo and not make_profiler("local-cpu", "onnxruntime", settings={}).dynamo
+
+
 @pytest.mark.slow
 def test_compile_mode_on_cpu(tmp_path):
     prof = TorchProfiler("local-cpu", protocol=fast(), mode="compile")

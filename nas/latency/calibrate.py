@@ -37,7 +37,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     if missing:
         raise MissingLatencyError(missing, pred.fill_hint())
     device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
-    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"))
+    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"), pred.meta.get("settings"))
     out_csv = Path(out_dir) / f"{Path(path).name.removesuffix('.csv')}.networks.csv"
     rows = measure_archs(archs, profiler, out_csv, pred.img_size, pred.num_classes, desc="calibration networks",
                          probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"), progress=progress)

@@ -28,11 +28,15 @@ __all__ = ["make_profiler", "measure_archs", "fidelity", "archs_from_csv"]
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
 
 
-def make_profiler(device: str, runtime: str | None = None, threads: int | None = None):
-    """The profiler plugin instance for ``device`` (and ``runtime``, default the device's own)."""
+def make_profiler(device: str, runtime: str | None = None, threads: int | None = None,
+                  settings: dict | None = None):
+    """The profiler plugin instance for ``device`` (and ``runtime``, default the device's own); with a
+    table's recorded ``settings`` (its metadata's ``settings``), set up to time the way that table was
+    timed (:meth:`profilers.base.Profiler.options_from_settings`)."""
     dev = get_device(device)
     rt = runtime or dev.runtime
-    return get_profiler(rt)(dev, threads=threads)
+    cls = get_profiler(rt)
+    return cls(dev, threads=threads, **cls.options_from_settings(settings or {}))
 
 
 def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size: int = 224,

@@ -66,7 +66,7 @@ def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = 
     archs = _held_out_archs(pred, n, seed)
     predicted = pred.predict_many(archs)            # raises on missing keys before any measuring
     device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
-    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"))
+    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"), pred.meta.get("settings"))
     ref = (pred.meta.get("probe") or {}).get("p50_ms")
     stem = Path(path).name.removesuffix(".csv")
     out = Path(out_dir)
@@ -161,7 +161,7 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
         rep.reasons.append(f"the probe moved beyond ±{100 * tolerance:.0f}% (another machine, a busier or "
                            f"throttled one, or another runtime build)")
     archs = _held_out_archs(pred, n, VALIDATION_SEED + 1)
-    profiler = make_profiler(device, rt, meta.get("threads"))
+    profiler = make_profiler(device, rt, meta.get("threads"), meta.get("settings"))
     with tempfile.TemporaryDirectory() as d:
         rows = measure_archs(archs, profiler, Path(d) / "quick.csv", pred.img_size, pred.num_classes,
                              desc="quick check", probe_reference=ref, progress=progress, batch_size=n)

@@ -559,7 +559,7 @@ class _Search:
                      f"measured there")
             return
         try:
-            profiler = make_profiler(dev, rt, self.config.measure_threads)
+            profiler = make_profiler(dev, rt, self.config.measure_threads, pred.meta.get("settings"))
             profiler.check_ready()
         except (ProfilerUnavailable, KeyError, ValueError) as e:
             log.info(f"Picks not measured end to end on {dev} ({rt}): {e}")
