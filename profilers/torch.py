@@ -46,6 +46,7 @@ import argparse
 import copy
 import importlib
 import logging
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -61,7 +62,7 @@ from profilers.devices import TORCH_MODES, Device, get_device
 from profilers.stats import LatencyStats, summarize_rounds
 from profilers.table import read_meta
 
-__all__ = ["TorchProfiler", "MODES", "COMPILE_MODES", "DTYPES", "CUDA_INSTALL"]
+__all__ = ["TorchProfiler", "MODES", "COMPILE_MODES", "DTYPES", "CUDA_INSTALL", "nvidia_driver"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,26 @@ CUDA_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/c
 _MARKER = "effv2-nas torch profiler: module kept in memory by the process that exported it\n"
 #: settings that must agree between a run and the table it appends to
 _TABLE_SETTINGS = ("mode", "batch", "channels_last", "compile_mode")
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver's version (NVML, else ``nvidia-smi``), or None where neither answers."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        try:
+            v = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return v.decode() if isinstance(v, bytes) else str(v)
+    except Exception:                                         # no NVML, no driver, no GPU
+        pass
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else None
 
 
 def _uses_cuda(device: Device) -> bool:
@@ -178,6 +199,7 @@ class TorchProfiler(Profiler):
         if self.cuda and torch.version.cuda:
             d["cuda"] = torch.version.cuda
             d["cudnn"] = torch.backends.cudnn.version() if torch.cuda.is_available() else None
+            d["driver"] = nvidia_driver()
         return d
 
     def settings(self) -> dict:
