@@ -146,9 +146,11 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
         if probe and probe.factors:
             d = meta.get("drift") or {"factors": []}
             d["factors"] = [round(f, 4) for f in list(d.get("factors", [])) + probe.factors]
+            d["readings"] = [round(r, 4) for r in list(d.get("readings", [])) + probe.ratios]
             d["min"], d["max"] = min(d["factors"]), max(d["factors"])
-            d["note"] = ("host speed per measured batch relative to the probe reference (>1: slower; 1 where "
-                         "the host changed speed during the batch); "
+            d["note"] = ("factors: host speed per measured batch relative to the probe reference (>1: slower; 1 "
+                         "where the host changed speed during the batch); readings: every probe measurement "
+                         "(before the first batch and after each batch) relative to the reference; "
                          + ("each batch's latencies were divided by its factor" if correct_drift
                             else "recorded, not applied to the latencies"))
             meta["drift"] = d
@@ -171,7 +173,9 @@ def _rebase(out: Path, probe: Probe, keys: list[str], rows_too: bool) -> None:
         scale_rows(out, keys, m)
     meta = read_meta(out)
     meta["probe"]["p50_ms"] = {k: v * m for k, v in meta["probe"]["p50_ms"].items()}
-    meta["drift"]["factors"] = [round(f / m, 4) for f in meta["drift"]["factors"]]
+    # a factor of 1 that was not applied means "not estimated" and stays 1; applied ones follow the reference
+    meta["drift"]["factors"] = [round(f / m, 4) if (rows_too or f != 1.0) else f for f in meta["drift"]["factors"]]
+    meta["drift"]["readings"] = [round(r / m, 4) for r in meta["drift"].get("readings", [])]
     meta["drift"]["min"], meta["drift"]["max"] = min(meta["drift"]["factors"]), max(meta["drift"]["factors"])
     meta["drift"]["rebased_by"] = round(m, 4)
     write_meta(out, meta)

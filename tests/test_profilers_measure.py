@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -62,7 +63,6 @@ def test_rounds_are_interleaved_and_unsteady_entries_get_more_rounds():
 
 
 def test_sweep_factors_recover_a_common_host_speed():
-    import numpy as np
     rng = np.random.default_rng(0)
     level, host = np.log(rng.uniform(1, 10, 8)), np.log(rng.uniform(0.7, 1.3, 12))
     x = level[:, None] + host[None, :] + rng.normal(0, 0.002, (8, 12))
@@ -157,4 +157,7 @@ def test_cli_writes_table_and_metadata(tmp_path):
     probe = meta["probe"]["p50_ms"]                                   # the probe, measured with the table
     assert set(probe) == {u.key for u in probe_units()} and all(v > 0 for v in probe.values())
     assert meta["drift"]["factors"] and all(f > 0 for f in meta["drift"]["factors"])
+    d = meta["drift"]                              # a probe reading before the first batch and after each one
+    assert len(d["readings"]) == len(d["factors"]) + 1 and all(r > 0 for r in d["readings"])
+    assert float(np.median(d["readings"])) == pytest.approx(1.0, abs=1e-3)     # the reference is their median
     assert "measured 3 unit(s)" in r.stdout
