@@ -151,6 +151,28 @@ def test_reference_device_is_another_machines_table_shipped_as_it_is(capsys):
     assert "reference device" in capsys.readouterr().err
 
 
+def test_reference_pytorch_table_is_shipped_with_its_calibration_and_what_it_was_measured_as(tmp_path):
+    pred = LatencyPredictor.from_table("ref-epyc", "torch")
+    assert pred.meta["runtime"] == "torch" and pred.meta["measured_as"] == "local-cpu"
+    assert pred.meta["settings"]["mode"] == "eager" and pred.meta["settings"]["batch"] == 1
+    assert pred.meta["device_entry"]["connection"]["type"] == "reference" and "not on one scale" in pred.meta["note"]
+    assert pred.calibration is not None and not pred.missing_keys([DEFAULT_SPACE.canonical("s0")])
+    torch_s0 = pred.predict(DEFAULT_SPACE.canonical("s0"))
+    assert torch_s0 > LatencyPredictor.from_table("ref-epyc").predict(DEFAULT_SPACE.canonical("s0")) > 0
+
+    import importlib.util                                             # the script that shipped it
+    spec = importlib.util.spec_from_file_location("ship_table", ROOT / "benchmarks" / "ship_table.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "out").mkdir()
+    src = _copy_table(TABLES_DIR / "ref-epyc.torch.csv", tmp_path / "here")
+    out = ship.ship(src, "ref-epyc", "a note", tmp_path / "out")
+    assert read_meta(out)["note"] == "a note" and read_meta(out)["device"] == "ref-epyc"
+    with pytest.raises(SystemExit, match="not a reference device"):
+        ship.ship(src, "local-cpu", "a note", tmp_path / "out")
+
+
 def _copy_table(src: Path, dst_dir: Path) -> Path:
     dst = dst_dir / src.name
     shutil.copy(src, dst)
