@@ -6,11 +6,12 @@
 
 For every unit, the ratio of the first runtime's median latency to the second's; per kind (stem,
 downsample, attention, FFN, head): the number of units, the summed medians of each runtime, the median,
-smallest and largest ratio, and the ratio of the sums. By default it reads the device's two tables. Two
-tables measured at different times on a shared host also differ by how fast the host was then (ONNX
-Runtime's table of the default space summed to 304 ms in one run here and 175 ms in another, a day apart), so ``--measure`` times the space's units on both runtimes in the
-same interleaved batches instead (``--batch`` units per batch, each on both runtimes, with the protocol's
-common mode): every ratio then compares two measurements taken in the same seconds. ``--csv`` keeps them.
+smallest and largest ratio, and the ratio of the sums. By default it reads the device's two tables.
+Two tables measured at different times on a shared host also differ by how fast the host was then (ONNX
+Runtime's table of the default space summed to 304 ms in one run here and 175 ms in another, a day
+apart), so ``--measure`` times the space's units on both runtimes in the same interleaved batches
+instead (``--batch`` units per batch, each on both runtimes, with the protocol's common mode): every
+ratio then compares two measurements taken in the same seconds. ``--csv`` keeps them.
 """
 from __future__ import annotations
 

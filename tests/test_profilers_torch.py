@@ -266,3 +266,16 @@ def test_measuring_leaves_the_callers_thread_count(monkeypatch):
         assert torch.get_num_threads() == mine
     finally:
         torch.set_num_threads(before)
+
+
+def test_gpu_tables_record_the_driver_from_nvml_or_nvidia_smi(monkeypatch):
+    import types
+    nvidia_driver = plugin.nvidia_driver
+    monkeypatch.setitem(sys.modules, "pynvml", None)                 # no NVML: nvidia-smi answers
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0, stdout="580.159.03\n"))
+    assert nvidia_driver() == "580.159.03"
+
+    def missing(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+    monkeypatch.setattr(subprocess, "run", missing)                  # neither: unknown, not an error
+    assert nvidia_driver() is None
