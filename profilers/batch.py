@@ -71,7 +71,8 @@ def _chunks(items, n):
 def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe | None = None, *,
                     batch_size: int = DEFAULT_BATCH, progress: bool = True, desc: str = "measuring",
                     correct_drift: bool = False,
-                    on_result: Callable[[str, LatencyStats, float], None] | None = None) -> dict[str, LatencyStats]:
+                    on_result: Callable[[str, LatencyStats, float], None] | None = None,
+                    sweeps: list | None = None) -> dict[str, LatencyStats]:
     """Measure every ``(name, builder)`` of ``items`` with ``profiler``; ``{name: LatencyStats}``.
 
     ``builder()`` returns ``(module, input_shape)`` and is called only when its batch comes up (whole
@@ -80,7 +81,9 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
     host's speed during the batch relative to the probe's reference when the probe shows a steady shift
     (:func:`drift_factor`; without a reference yet, the first probe measurement becomes it) and
     ``correct_drift`` is set; otherwise the factors are only recorded (``probe.factors``).
-    ``on_result(name, stats, factor)`` receives the stats and the factor they were divided by.
+    ``on_result(name, stats, factor)`` receives the stats and the factor they were divided by. A
+    ``sweeps`` list receives the host-speed factor of every sweep of every batch that the protocol's
+    common mode estimated (:attr:`profilers.stats.Protocol.host_factors`).
     """
     items = list(items)
     results: dict[str, LatencyStats] = {}
@@ -111,7 +114,12 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
             before = probe_ratio() if probe else 1.0
             for batch in _chunks(items, max(1, int(batch_size))):
                 paths = {name: export(name, build) for name, build in batch}
+                protocol = getattr(profiler, "protocol", None)
+                if protocol is not None:
+                    protocol.host_factors = []
                 stats = _measure_batch(profiler, paths)
+                if sweeps is not None and protocol is not None:
+                    sweeps.extend(protocol.host_factors)
                 factor = 1.0
                 if probe:                          # host speed during the batch: the probe before and after
                     after = probe_ratio()

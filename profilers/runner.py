@@ -124,6 +124,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
     by_key = {s.key: s for s in todo}
     new_reference = probe is not None and not probe.reference
     n_done = 0
+    sweeps: list[float] = []
     try:
         with TableWriter(out) as w:
             def on_result(key, stats, factor):
@@ -136,7 +137,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
 
             measure_modules(profiler, [(s.key, s.build) for s in todo], probe, progress=progress,
                             desc=f"{profiler.device.name}/{profiler.name}", on_result=on_result,
-                            batch_size=batch_size, correct_drift=correct_drift)
+                            batch_size=batch_size, correct_drift=correct_drift, sweeps=sweeps)
     finally:
         secs = time.perf_counter() - t0
         meta = read_meta(out) or meta
@@ -154,6 +155,14 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
                          + ("each batch's latencies were divided by its factor" if correct_drift
                             else "recorded, not applied to the latencies"))
             meta["drift"] = d
+        if sweeps:
+            lo, hi = (float(v) for v in np.percentile(sweeps, [10, 90]))
+            meta["host_speed_within_batches"] = {
+                "p10": round(lo, 4), "p90": round(hi, 4), "sweeps": len(sweeps),
+                "note": "the host-speed factor of each sweep over a batch that the protocol's common mode divided "
+                        "out (1: the batch's median sweep; >1: slower), over this run's batches"}
+            log.info("%s: the host's speed moved between %.2fx and %.2fx of each batch's median (p10-p90 of %d "
+                     "sweeps); the protocol's common mode divided that out", out, lo, hi, len(sweeps))
         write_meta(out, meta)
     if new_reference and len(probe.ratios) >= 2:
         _rebase(out, probe, list(by_key), rows_too=correct_drift)

@@ -172,7 +172,7 @@ class Protocol:
     retries: int = 2
     common_mode: bool = True
     attempts: dict = field(default_factory=dict, repr=False)   # per name: cv after each pass of the last call
-    host_factors: list = field(default_factory=list, repr=False)   # per sweep of the last call (1: not estimated)
+    host_factors: list = field(default_factory=list, repr=False)   # per estimated sweep of the last call
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -221,7 +221,8 @@ class Protocol:
         ``retries`` times; its statistics cover all its rounds, so a disturbed round weighs less and
         less in the median of round medians. ``attempts`` holds, per name, the cv after each pass. With
         ``common_mode`` and at least :data:`MIN_COMMON` entries, every round is first divided by its sweep's
-        host-speed factor (:func:`sweep_factors`; the factors are kept in ``host_factors``).
+        host-speed factor (:func:`sweep_factors`; ``host_factors`` keeps those of the sweeps that had
+        enough entries to estimate one, empty without common mode).
         """
         names = list(fns)
         per_round = {k: self.runs_per_round(self._warm(fns[k])) for k in names}
@@ -235,25 +236,25 @@ class Protocol:
                 for k in todo[shift:] + todo[:shift]:
                     rounds[k].append((sweep, self._round(fns[k], per_round[k])))
                 sweep += 1
-            factors = self._host_factors(names, rounds, sweep)
+            factors, estimated = self._host_factors(names, rounds, sweep)
             for k in todo:
                 stats[k] = summarize_rounds([t / factors[s] for s, t in rounds[k]])
                 self.attempts[k].append(stats[k].cv)
             todo = [k for k in todo if stats[k].cv > self.max_cv]
             if not todo:
                 break
-        self.host_factors = [float(f) for f in factors]
+        self.host_factors = [float(f) for f, e in zip(factors, estimated) if e]
         return {k: stats[k] for k in names}
 
-    def _host_factors(self, names: list[str], rounds: dict, sweeps: int) -> np.ndarray:
-        """Per sweep, the host-speed factor shared by its entries (all 1 without ``common_mode`` or with
-        fewer than :data:`MIN_COMMON` entries)."""
+    def _host_factors(self, names: list[str], rounds: dict, sweeps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per sweep, the host-speed factor shared by its entries (1 without ``common_mode`` or where fewer
+        than :data:`MIN_COMMON` entries were timed), and whether it was estimated."""
         if not self.common_mode or len(names) < MIN_COMMON:
-            return np.ones(sweeps)
+            return np.ones(sweeps), np.zeros(sweeps, dtype=bool)
         x = np.full((len(names), sweeps), np.nan)
         for i, k in enumerate(names):
             for s, t in rounds[k]:
                 med = float(np.median(t))
                 if med > 0:
                     x[i, s] = math.log(med)
-        return sweep_factors(x)
+        return sweep_factors(x), np.isfinite(x).sum(axis=0) >= MIN_COMMON
