@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from math import comb
 from pathlib import Path
 from typing import Sequence
 
