@@ -54,7 +54,8 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
                                                   "tables with python -m profilers.merge")
     ap.add_argument("--out", default=None, help="table path (default: latency_tables/{device}.{runtime}.csv; "
                                                 "with --shard, latency_tables/shards/...)")
-    ap.add_argument("--runs", type=positive_int, default=None, help="timed calls per round (default: enough for ~%s s)" % Protocol.round_s)
+    ap.add_argument("--runs", type=positive_int, default=None,
+                    help="timed calls per round (default: enough for ~%s s)" % Protocol.round_s)
     ap.add_argument("--rounds", type=positive_int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
     ap.add_argument("--warmup", type=nonnegative_int, default=Protocol.warmup, help="warm-up calls (default: %(default)s)")
     ap.add_argument("--max-cv", type=float, default=Protocol.max_cv,

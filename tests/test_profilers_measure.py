@@ -163,3 +163,10 @@ def test_cli_writes_table_and_metadata(tmp_path):
     hs = meta["host_speed_within_batches"]            # what the common mode divided out, for the user to see
     assert hs["sweeps"] >= 3 and 0 < hs["p10"] <= 1.0 <= hs["p90"]
     assert "measured 3 unit(s)" in r.stdout
+
+
+def test_the_common_mode_is_on_unless_the_command_line_turns_it_off():
+    from profilers.cli import build_parser
+    ap = build_parser("onnxruntime")
+    assert ap.parse_args(["--device", "local-cpu"]).common_mode is True
+    assert ap.parse_args(["--device", "local-cpu", "--no-common-mode"]).common_mode is False
