@@ -36,18 +36,13 @@ from profilers.stats import Protocol, summarize_rounds, sweep_factors  # noqa: E
 
 
 def one_pass(fns: dict, per_round: dict, rounds: int) -> dict[str, list[np.ndarray]]:
-    """``rounds`` interleaved sweeps over ``fns``; per unit, the call times (ms) of each sweep."""
+    """``rounds`` interleaved sweeps over ``fns``, in the protocol's rotating order; per unit, the call
+    times (ms) of each sweep."""
     names, out = list(fns), {k: [] for k in fns}
-    clock = time.perf_counter_ns
     for r in range(rounds):
         shift = r % len(names)
         for k in names[shift:] + names[:shift]:
-            fn, t = fns[k], np.empty(per_round[k])
-            for i in range(per_round[k]):
-                a = clock()
-                fn()
-                t[i] = clock() - a
-            out[k].append(t / 1e6)
+            out[k].append(Protocol.time_round(fns[k], per_round[k]))
     return out
 
 

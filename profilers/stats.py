@@ -40,6 +40,9 @@ __all__ = ["LatencyStats", "Protocol", "summarize_rounds", "summarize_runs", "st
 #: fewest entries timed in one sweep for the sweep's common host-speed factor to be estimated
 MIN_COMMON = 3
 
+#: times a round: ``timer(fn, runs)`` -> the ``runs`` call times of ``fn`` in ms
+Timer = Callable[[Callable[[], object], int], np.ndarray]
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -186,20 +189,23 @@ class Protocol:
         want = math.ceil(self.round_s * 1000.0 / max(call_ms, 1e-3))
         return int(min(self.max_runs, max(self.min_runs, want)))
 
-    def _warm(self, fn: Callable[[], object]) -> float:
-        """Warm ``fn`` up; returns the median time (ms) of the second half of the warm-up calls."""
+    def _warm(self, fn: Callable[[], object], timer: Timer | None = None) -> float:
+        """Warm ``fn`` up (each call timed by ``timer``, :meth:`time_round` by default); returns the median
+        time (ms) of the second half of the warm-up calls."""
+        timer = timer or self.time_round
         clock = time.perf_counter_ns
         warm, t0 = [], clock()
         while len(warm) < self.warmup or (clock() - t0) < self.warmup_s * 1e9:
-            a = clock()
-            fn()
-            warm.append((clock() - a) / 1e6)
+            warm.append(float(timer(fn, 1)[0]))
             if len(warm) >= 10 * max(self.warmup, 1) and len(warm) >= 1000:
                 break
         return float(np.median(warm[len(warm) // 2:]))
 
     @staticmethod
-    def _round(fn: Callable[[], object], runs: int) -> np.ndarray:
+    def time_round(fn: Callable[[], object], runs: int) -> np.ndarray:
+        """``runs`` back-to-back calls of ``fn``, each timed with ``time.perf_counter_ns``; their times (ms).
+        The default ``timer`` of :meth:`measure_many`: a plugin whose device has its own clock (CUDA events)
+        passes one with the same signature."""
         clock = time.perf_counter_ns
         times = np.empty(runs)
         for i in range(runs):
@@ -208,11 +214,12 @@ class Protocol:
             times[i] = clock() - a
         return times / 1e6
 
-    def measure(self, fn: Callable[[], object]) -> LatencyStats:
+    def measure(self, fn: Callable[[], object], timer: Timer | None = None) -> LatencyStats:
         """Time ``fn`` with this protocol and return its statistics (see :meth:`measure_many`)."""
-        return self.measure_many({"_": fn})["_"]
+        return self.measure_many({"_": fn}, timer)["_"]
 
-    def measure_many(self, fns: Mapping[str, Callable[[], object]]) -> dict[str, LatencyStats]:
+    def measure_many(self, fns: Mapping[str, Callable[[], object]],
+                     timer: Timer | None = None) -> dict[str, LatencyStats]:
         """Time every callable of ``fns`` with rounds interleaved across them; ``{name: LatencyStats}``.
 
         Each callable is warmed up, then ``rounds`` rounds are run, each round timing every callable
@@ -222,10 +229,12 @@ class Protocol:
         less in the median of round medians. ``attempts`` holds, per name, the cv after each pass. With
         ``common_mode`` and at least :data:`MIN_COMMON` entries, every round is first divided by its sweep's
         host-speed factor (:func:`sweep_factors`; ``host_factors`` keeps those of the sweeps that had
-        enough entries to estimate one, empty without common mode).
+        enough entries to estimate one, empty without common mode). ``timer(fn, runs)`` times a round
+        (:meth:`time_round`, ``perf_counter``, by default).
         """
+        timer = timer or self.time_round
         names = list(fns)
-        per_round = {k: self.runs_per_round(self._warm(fns[k])) for k in names}
+        per_round = {k: self.runs_per_round(self._warm(fns[k], timer)) for k in names}
         rounds: dict[str, list[tuple[int, np.ndarray]]] = {k: [] for k in names}   # (sweep, call times)
         self.attempts = {k: [] for k in names}
         self.host_factors = []
@@ -234,7 +243,7 @@ class Protocol:
             for r in range(self.rounds):
                 shift = (r + attempt * self.rounds) % len(todo)
                 for k in todo[shift:] + todo[:shift]:
-                    rounds[k].append((sweep, self._round(fns[k], per_round[k])))
+                    rounds[k].append((sweep, timer(fns[k], per_round[k])))
                 sweep += 1
             factors, estimated = self._host_factors(names, rounds, sweep)
             for k in todo:

@@ -27,10 +27,10 @@ Device entry fields (``profilers/devices.json``), each overridable on the comman
 Timing. CPU: :meth:`runner` returns a callable that runs the loaded module once under
 :func:`torch.inference_mode` with ``torch.set_num_threads(threads)``, timed with ``perf_counter`` by the
 shared protocol (:class:`profilers.stats.Protocol`, rounds interleaved across units). CUDA: :meth:`measure`
-follows the same protocol structure (warm-up, then ``rounds`` rounds of back-to-back calls, retried while
-the round medians vary more than ``max_cv``), but each call is timed on the GPU with a pair of CUDA events
-recorded around it, after warm-up and :func:`torch.cuda.synchronize`; the statistics are
-:func:`profilers.stats.summarize_rounds`. ``cudnn.benchmark`` is on for CUDA devices.
+runs the same protocol (:meth:`profilers.stats.Protocol.measure`: warm-up, then ``rounds`` rounds of
+back-to-back calls, retried while the round medians vary more than ``max_cv``) with another clock: each
+call is timed on the GPU with a pair of CUDA events recorded around it (:meth:`TorchProfiler._event_round`),
+after :func:`torch.cuda.synchronize`. ``cudnn.benchmark`` is on for CUDA devices.
 
     python -m profilers.torch --device local-cpu
     python -m profilers.torch --device h200                     # on the H200 itself
@@ -47,7 +47,6 @@ import copy
 import importlib
 import logging
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -59,7 +58,7 @@ from nas.core.cli import positive_int
 from profilers.base import Profiler, ProfilerUnavailable, software_info
 from profilers.cli import main
 from profilers.devices import TORCH_MODES, Device, get_device
-from profilers.stats import LatencyStats, summarize_rounds
+from profilers.stats import LatencyStats
 from profilers.table import read_meta
 
 __all__ = ["TorchProfiler", "MODES", "COMPILE_MODES", "DTYPES", "CUDA_INSTALL", "nvidia_driver"]
@@ -385,7 +384,7 @@ class TorchProfiler(Profiler):
         with torch.cuda.device(self._gpu_index()), torch.inference_mode():
             fn = self._cuda_callable(path, input_shape)
             torch.cuda.synchronize()
-            return self._time_cuda(fn)
+            return self.protocol.measure(fn, timer=self._event_round)
 
     def _cuda_callable(self, path, input_shape) -> Callable[[], object]:
         mod = self.load(path)
@@ -428,30 +427,6 @@ class TorchProfiler(Profiler):
             b.record()
         ends[-1].synchronize()
         return np.array([a.elapsed_time(b) for a, b in zip(starts, ends)], dtype=float)
-
-    def _time_cuda(self, fn: Callable[[], object]) -> LatencyStats:
-        """The shared protocol's structure (:meth:`profilers.stats.Protocol.measure_many` for one entry),
-        each call timed with CUDA events instead of ``perf_counter``."""
-        p = self.protocol
-        warm, t0 = [], time.perf_counter()
-        while len(warm) < p.warmup or (time.perf_counter() - t0) < p.warmup_s:
-            warm.append(float(self._event_round(fn, 1)[0]))
-            if len(warm) >= 10 * max(p.warmup, 1) and len(warm) >= 1000:
-                break
-        torch.cuda.synchronize()
-        per_round = p.runs_per_round(float(np.median(warm[len(warm) // 2:])) if warm else 1.0)
-        rounds: list[np.ndarray] = []
-        cvs: list[float] = []
-        stats = None
-        for _ in range(1 + max(0, p.retries)):
-            for _ in range(p.rounds):
-                rounds.append(self._event_round(fn, per_round))
-            stats = summarize_rounds(rounds)
-            cvs.append(stats.cv)
-            if not stats.cv > p.max_cv:
-                break
-        p.attempts = {"_": cvs}
-        return stats
 
 
 if __name__ == "__main__":

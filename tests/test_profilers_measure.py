@@ -106,6 +106,22 @@ def test_measure_many_removes_the_host_speed_its_entries_share(monkeypatch, comm
     assert p.to_dict()["common_mode"] is common_mode and "host_factors" not in p.to_dict()
 
 
+def test_a_plugin_times_the_shared_protocol_with_its_own_clock():
+    """What the torch plugin does on CUDA (CUDA events): the protocol's warm-up, rounds and retries with
+    another timer."""
+    calls = []
+
+    def timer(fn, runs):
+        calls.append(runs)
+        return np.full(runs, 2.0)
+
+    p = Protocol(warmup=3, warmup_s=0, rounds=4, runs=5, retries=2)
+    st = p.measure(lambda: None, timer=timer)
+    assert (st.p50_ms, st.cv, st.n) == (2.0, 0.0, 20)
+    assert calls == [1, 1, 1] + [5] * 4                  # warm-up call by call, then rounds; steady: no retry
+    assert p.attempts == {"_": [0.0]}
+
+
 @pytest.mark.parametrize("kind", ["stem", "downsample", "attn", "ffn", "head"])
 def test_onnxruntime_measures_real_units(kind):
     prof = get_profiler("onnxruntime")("local-cpu", protocol=Protocol(**FAST))
