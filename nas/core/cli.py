@@ -1,45 +1,44 @@
 """Command-line plumbing shared by every command (``nas.cli`` and the profilers' plugins):
 
-- argparse types that refuse impossible values with a message instead of a traceback later;
+- argparse types that refuse impossible values with a message instead of a traceback later (the rules
+  of :mod:`nas.core.values`, which the configuration dataclasses check too);
 - :func:`add_common_args`: ``--debug``, ``-v/--verbose``, ``-q/--quiet``, ``--no-progress``;
 - :func:`command`: the one error-to-exit-code path. A :class:`~nas.core.errors.UserError` becomes
-  ``error: <message>`` on stderr and exit code 2 (``--debug`` shows the traceback instead), and the
-  library's log records are shown for the duration of the command (:func:`nas.core.logs.console`).
+  ``error: <message>`` on stderr and exit code 2 (``--debug`` shows the traceback instead); an
+  ``OSError`` that no layer below turned into one (a disk that filled up, a file removed under the
+  command) is said in one line the same way; and the library's log records (and Python warnings, one line
+  each, once) are shown for the duration of the command (:func:`nas.core.logs.console`).
 """
 from __future__ import annotations
 
 import argparse
 import functools
-import math
 import os
 import sys
 from typing import Callable, Sequence
 
 from nas.core.errors import UserError
 from nas.core.logs import console
+from nas.core.values import FRACTION, IMG_SIZE, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "fraction", "img_size", "add_common_args",
+__all__ = ["ArgumentParser", "positive_int", "nonnegative_int", "positive_float", "fraction", "img_size", "add_common_args",
            "command"]
 
 
-def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], what: str, rule: str):
-    def parse(text: str):
-        try:
-            v = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(v):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return v
-    parse.__name__ = f"{rule} {what}"
-    return parse
+#: argparse types (the rules of :mod:`nas.core.values`, which the configuration dataclasses check too)
+positive_int = POSITIVE_INT
+nonnegative_int = NONNEGATIVE_INT
+positive_float = POSITIVE_FLOAT
+fraction = FRACTION
+img_size = IMG_SIZE
 
 
-positive_int = _checked(int, lambda v: v >= 1, "a whole number", "at least 1")
-nonnegative_int = _checked(int, lambda v: v >= 0, "a whole number", "0 or more")
-positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a number", "a finite number above 0")
-fraction = _checked(float, lambda v: math.isfinite(v) and 0 <= v <= 1, "a number", "between 0 and 1")
-img_size = _checked(int, lambda v: v >= 32 and v % 32 == 0, "a whole number", "a positive multiple of 32")
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line, like every other error of a command:
+    ``error: argument --batch-size: must be at least 1, got 0 (see prog --help)`` and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def add_common_args(ap: argparse.ArgumentParser, progress: bool = True) -> argparse.ArgumentParser:
@@ -89,4 +88,10 @@ def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[s
                 except (OSError, ValueError):       # stdout is not a file (captured)
                     pass
                 return 0
+            except OSError as e:                # an input or output that failed under the command
+                if debug:
+                    raise
+                where = f"{e.filename}: " if e.filename else ""
+                print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+                return 2
     return wrapper

@@ -3,13 +3,16 @@
 Every module logs to ``logging.getLogger(__name__)`` under the ``nas`` or ``profilers`` logger. The
 library stays quiet by default (a ``NullHandler`` on both); :func:`console` is what a command line wraps
 its work in: INFO records go to stdout as plain lines (they are the command's report), warnings and
-errors to stderr with their level. Progress bars (tqdm, on stderr) are separate and stay.
+errors to stderr with their level, and Python warnings raised meanwhile (a library caller's view of the
+same events) become one ``warning:`` line each, said once. Progress bars (tqdm, on stderr) are separate
+and stay.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
+import warnings
 from typing import Iterator
 
 __all__ = ["LOGGERS", "console"]
@@ -57,6 +60,17 @@ def console(verbosity: int = 0) -> Iterator[None]:
     err.setLevel(logging.WARNING)
     err.setFormatter(logging.Formatter("%(levelname_lower)s: %(message)s"))
     err.addFilter(_lower_level)
+    said: set[str] = set()
+    warn_log = logging.getLogger(LOGGERS[0])
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text not in said:                  # one line each, once: no source line, no repeats
+            said.add(text)
+            warn_log.warning(text)
+
+    saved_show = warnings.showwarning
+    warnings.showwarning = showwarning
     saved = []
     for name in LOGGERS:
         lg = logging.getLogger(name)
@@ -68,6 +82,7 @@ def console(verbosity: int = 0) -> Iterator[None]:
     try:
         yield
     finally:
+        warnings.showwarning = saved_show
         for lg, lvl, prop in saved:
             lg.removeHandler(out)
             lg.removeHandler(err)
