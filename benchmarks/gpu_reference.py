@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from nas.core.files import shipping  # noqa: E402
 from nas.latency.calibrate import calibrate  # noqa: E402
 from nas.latency.validation import validate  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
@@ -168,4 +169,5 @@ def format_summary(summary: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with shipping():                       # the GPU reference tables and calibrations it writes are shipped
+        raise SystemExit(main())

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from nas.core.files import shipping  # noqa: E402
 from nas.space.units import probe_units, space_units  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from profilers import get_profiler  # noqa: E402
@@ -90,4 +91,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with shipping():                       # it (re)makes the shipped reference tables
+        raise SystemExit(main())

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nas.core.stats import binomial_stderr  # noqa: E402
 from nas.supernet.checkpoint import load_checkpoint, load_supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator  # noqa: E402
+from nas.core.files import shipping  # noqa: E402
 from nas.supernet.shipped import SHIPPED_DIR, save_compact, write_card  # noqa: E402
 from profilers.host import fingerprint  # noqa: E402
 
@@ -67,4 +68,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with shipping():                               # the one writer of the shipped (read-only) supernet
+        main()

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nas.latency.calibration import calibration_path  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
+from nas.core.files import check_writable, shipping  # noqa: E402
 from profilers.table import TABLES_DIR, meta_path, read_meta, write_meta  # noqa: E402
 
 
@@ -33,6 +34,7 @@ def ship(table: Path, device: str, note: str, out_dir: Path = TABLES_DIR) -> Pat
     if runtime not in dev.runtimes:
         raise SystemExit(f"{device!r} lists runtimes {list(dev.runtimes)}; add {runtime!r} to its entry first")
     out = out_dir / f"{device}.{runtime}.csv"
+    check_writable(out)
     shutil.copyfile(table, out)
     meta.update(device=device, device_entry=dev.to_dict(), measured_as=meta.get("device"), note=note)
     write_meta(out, meta)
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--note", required=True, help="what a reader of the shipped table must know")
     ap.add_argument("--out-dir", type=Path, default=TABLES_DIR)
     args = ap.parse_args(argv)
-    out = ship(args.table, args.device, args.note, args.out_dir)
+    with shipping():                               # the one writer of the shipped (read-only) tables
+        out = ship(args.table, args.device, args.note, args.out_dir)
     print(f"{out}, {meta_path(out).name}" + (f", {calibration_path(out).name}" if calibration_path(out).exists() else ""))
     print(json.dumps({k: read_meta(out)[k] for k in ("device", "measured_as", "runtime", "runtime_version", "rows")}))
     return 0

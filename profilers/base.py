@@ -97,6 +97,13 @@ class Profiler(abc.ABC):
         return {}
 
     @classmethod
+    def how_to_measure(cls, device: Device) -> str:
+        """What a user runs, and needs, to measure ``device``'s table with this runtime (one sentence, for
+        the message of a missing table)."""
+        where = "" if device.connection_type != "local" or device.name == "local-cpu" else " on that machine"
+        return f"python -m profilers.{cls.name} --device {device.name}{where}"
+
+    @classmethod
     def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
         """Runtime-specific command-line flags (added to the shared parser of :mod:`profilers.cli`)."""
 

@@ -18,7 +18,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from nas.core.cli import add_common_args, command, nonnegative_int, positive_int
+from nas.core.cli import ArgumentParser, add_common_args, command, nonnegative_int, positive_int
+from nas.core.files import claim_output
+from nas.core.values import add_setting
 from nas.core.errors import UserError
 from nas.space.spaces import get_space
 from nas.space.units import probe_units, space_units
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def build_parser(runtime: str, description: str | None = None) -> argparse.ArgumentParser:
     """The argparse parser every ``python -m profilers.<runtime>`` shares."""
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog=f"python -m profilers.{runtime}",
         description=description or f"Measure every unit of a search space with {runtime} and append it to "
                                    f"latency_tables/{{device}}.{runtime}.csv (resumable).")
@@ -54,14 +56,13 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
                                                   "tables with python -m profilers.merge")
     ap.add_argument("--out", default=None, help="table path (default: latency_tables/{device}.{runtime}.csv; "
                                                 "with --shard, latency_tables/shards/...)")
-    ap.add_argument("--runs", type=positive_int, default=None,
-                    help="timed calls per round (default: enough for ~%s s)" % Protocol.round_s)
-    ap.add_argument("--rounds", type=positive_int, default=Protocol.rounds, help="timed rounds per unit (default: %(default)s)")
-    ap.add_argument("--warmup", type=nonnegative_int, default=Protocol.warmup, help="warm-up calls (default: %(default)s)")
-    ap.add_argument("--max-cv", type=float, default=Protocol.max_cv,
-                    help="re-measure a unit whose round medians vary more than this (default: %(default)s)")
-    ap.add_argument("--common-mode", action=argparse.BooleanOptionalAction, default=Protocol.common_mode,
-                    help="divide each sweep over a batch by the host speed its units share (default: on)")
+    add_setting(ap, "--runs", Protocol, "runs")
+    add_setting(ap, "--rounds", Protocol, "rounds", help="timed rounds per unit (default: %(default)s)")
+    add_setting(ap, "--warmup", Protocol, "warmup", help="warm-up calls (default: %(default)s)")
+    add_setting(ap, "--max-cv", Protocol, "max_cv",
+                help="re-measure a unit whose round medians vary more than this (default: %(default)s)")
+    add_setting(ap, "--common-mode", Protocol, "common_mode",
+                help="divide each sweep over a batch by the host speed its units share (default: on)")
     ap.add_argument("--limit", type=nonnegative_int, default=None, help="measure at most N missing units")
     ap.add_argument("--coverage", action="store_true", help="report which units the table lacks and exit")
     ap.add_argument("--keep-exports", default=None, help="keep exported models in this folder")
@@ -136,6 +137,9 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
         prof = profiler_cls(device, threads=args.threads, protocol=protocol, keep_exports=args.keep_exports,
                             quiet=not args.verbose, cpus=parse_cpus(args.cpus, device),
                             **profiler_cls.options_from_args(args))
+        claim_output(out)                          # every setting checked: now the outputs, before any work
+        if args.keep_exports:
+            claim_output(args.keep_exports, folder=True)
         torch.set_num_threads(max(1, prof.threads))
         res = run_table(prof, shard_specs(specs, shard), out, space_name=space.name, img_size=args.img_size,
                         num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,

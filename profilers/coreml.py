@@ -33,6 +33,13 @@ class CoreMLProfiler(Profiler):
     name = "coreml"
     suffix = ".mlpackage"
 
+    @classmethod
+    def how_to_measure(cls, device) -> str:
+        if device.connection_type != "bundle":
+            return super().how_to_measure(device) + " (on a Mac: Core ML predicts only on macOS)"
+        return (f"python -m profilers.coreml --device {device.name} (writes a bundle of Core ML packages), time "
+                f"them on the iPhone, then python -m profilers.coreml import --device {device.name} results.json")
+
     @property
     def compute_units(self) -> str:
         return self.device.compute_units or "ALL"

@@ -16,6 +16,7 @@ get the same statistics as local measurements (5 consecutive rounds).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -28,8 +29,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from nas.core.cli import add_common_args, positive_int
-from nas.core.files import atomic_write_text
+from nas.core.cli import ArgumentParser, add_common_args, positive_int
+from nas.core.files import atomic_write_text, claim_output, exclusive, parsing, read_json, read_text
 from nas.space.spaces import get_space
 from nas.space.units import BlockSpec, space_units
 
@@ -53,11 +54,18 @@ BUNDLE_ROOT = Path(__file__).resolve().parent.parent / "build" / "coreml"
 def write_bundle(profiler: Profiler, specs, bundle_dir: str | Path, *, space_name: str, img_size: int,
                  num_classes: int, limit: int | None = None, progress: bool = True) -> dict:
     """Convert ``specs`` with ``profiler`` (a :class:`profilers.coreml.CoreMLProfiler`) into
-    ``bundle_dir/packages`` and (re)write ``manifest.json`` (resumable)."""
-    bundle = Path(bundle_dir)
+    ``bundle_dir/packages`` and (re)write ``manifest.json`` (resumable; the bundle's lock held)."""
+    bundle = claim_output(bundle_dir, folder=True)
+    with exclusive(bundle, "Core ML bundle", folder=True):
+        return _write_bundle(profiler, specs, bundle, space_name=space_name, img_size=img_size,
+                             num_classes=num_classes, limit=limit, progress=progress)
+
+
+def _write_bundle(profiler: Profiler, specs, bundle: Path, *, space_name: str, img_size: int, num_classes: int,
+                  limit: int | None, progress: bool) -> dict:
     (bundle / "packages").mkdir(parents=True, exist_ok=True)
     mpath = bundle / "manifest.json"
-    manifest = json.loads(mpath.read_text()) if mpath.exists() else {}
+    manifest = _read_manifest(mpath)
     units = {u["key"]: u for u in manifest.get("units", [])}
     todo = [s for s in specs if s.key not in units or not (bundle / units[s.key]["package"]).exists()]
     if limit is not None:
@@ -82,8 +90,19 @@ def write_bundle(profiler: Profiler, specs, bundle_dir: str | Path, *, space_nam
         manifest["units"] = sorted(units.values(), key=lambda u: u["key"])
         atomic_write_text(mpath, json.dumps(manifest, indent=2) + "\n")
     manifest["units"] = sorted(units.values(), key=lambda u: u["key"])
-    mpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(mpath, json.dumps(manifest, indent=2) + "\n")
     return {"bundle": str(bundle), "converted": len(todo), "units": len(units)}
+
+
+def _read_manifest(mpath: Path) -> dict:
+    """A bundle's ``manifest.json`` ({} when there is none yet); TableError naming it when malformed."""
+    if not mpath.exists():
+        return {}
+    manifest = read_json(mpath, "Core ML bundle manifest", TableError, fix="write the bundle again")
+    with parsing(mpath, "Core ML bundle manifest", TableError, "write the bundle again"):
+        if not all(isinstance(u, dict) and isinstance(u["key"], str) for u in manifest.get("units", [])):
+            raise ValueError("'units' must list objects with a 'key'")
+    return manifest
 
 
 def _number(x) -> bool:
@@ -93,32 +112,28 @@ def _number(x) -> bool:
 def load_results(path: str | Path, rounds: int = 5) -> tuple[dict[str, LatencyStats], dict]:
     """Read on-device timings (see the module docstring) into ``{key: LatencyStats}`` and extra info."""
     path = Path(path)
-    if not path.exists():
-        raise TableError(f"results file {path} does not exist")
     info: dict = {}
     out: dict[str, LatencyStats] = {}
     if path.suffix.lower() == ".csv":
-        df = pd.read_csv(path)
+        text = read_text(path, "results file", TableError)
+        try:
+            df = pd.read_csv(io.StringIO(text))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+            raise TableError(f"results file {path} is not a valid CSV: {e}") from None
         if "key" not in df.columns:
             raise TableError(f"{path}: a results CSV needs a 'key' column plus 'ms' (per run) or 'p50_ms'")
         if "ms" in df.columns:
-            for k, g in df.groupby("key", sort=False):
-                out[str(k)] = summarize_runs(g["ms"].astype(float).to_numpy(), rounds)
-            return out, info
-        if "p50_ms" not in df.columns:
+            raw = {str(k): pd.to_numeric(g["ms"], errors="coerce").tolist() for k, g in df.groupby("key", sort=False)}
+        elif "p50_ms" in df.columns:
+            raw = {str(r["key"]): {c: r[c] for c in df.columns if c != "key" and not pd.isna(r[c])}
+                   for _, r in df.iterrows()}
+        else:
             raise TableError(f"{path}: a results CSV needs an 'ms' or a 'p50_ms' column")
-        raw = {str(r["key"]): {c: r[c] for c in df.columns if c != "key" and not pd.isna(r[c])}
-               for _, r in df.iterrows()}
     else:
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise TableError(f"{path} is not valid JSON: {e}") from None
-        if isinstance(raw, dict) and isinstance(raw.get("results"), dict):
+        raw = read_json(path, "results file", TableError)
+        if isinstance(raw.get("results"), dict):
             info = {k: v for k, v in raw.items() if k != "results"}
             raw = raw["results"]
-        if not isinstance(raw, dict):
-            raise TableError(f"{path}: expected a JSON object mapping unit keys to timings")
 
     for k, v in raw.items():
         if isinstance(v, dict) and "runs_ms" in v:
@@ -131,9 +146,11 @@ def load_results(path: str | Path, rounds: int = 5) -> tuple[dict[str, LatencySt
             for f in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n"):
                 if v.get(f) is not None and not _number(v[f]):
                     raise TableError(f"{path}: {k!r}: {f} must be a finite number, got {v[f]!r}")
+            n = v.get("n") or 0
+            if int(n) != n:
+                raise TableError(f"{path}: {k!r}: n must be a whole number of timed runs, got {n!r}")
             g = lambda f: float(v[f]) if v.get(f) is not None else float("nan")
-            out[k] = LatencyStats(g("p50_ms"), g("p10_ms"), g("p90_ms"), g("mean_ms"), g("std_ms"), g("cv"),
-                                  int(v.get("n") or 0))
+            out[k] = LatencyStats(g("p50_ms"), g("p10_ms"), g("p90_ms"), g("mean_ms"), g("std_ms"), g("cv"), int(n))
         else:
             raise TableError(f"{path}: {k!r} must map to a list of per-run ms or an object with p50_ms")
         check_stats(out[k], f"{path}: {k!r}")
@@ -154,9 +171,10 @@ def import_results(results: str | Path, device: str, out: str | Path | None = No
     stats, info = load_results(results, prof.protocol.rounds)
     specs = {}
     mpath = bundle / "manifest.json"
-    manifest = json.loads(mpath.read_text()) if mpath.exists() else {}
-    for u in manifest.get("units", []):
-        specs[u["key"]] = BlockSpec.from_dict(u["spec"])
+    manifest = _read_manifest(mpath)
+    with parsing(mpath, "Core ML bundle manifest", TableError, "write the bundle again"):
+        for u in manifest.get("units", []):
+            specs[u["key"]] = BlockSpec.from_dict(u["spec"])
     sp = get_space(space or manifest.get("space") or "efficientformerv2")
     img = int(manifest.get("img_size", img_size)) if not space else img_size
     nc = int(manifest.get("num_classes", num_classes)) if not space else num_classes
@@ -171,25 +189,27 @@ def import_results(results: str | Path, device: str, out: str | Path | None = No
     meta_new["host"] = {"measured_on": info.get("device_model", dev.name), "os": info.get("os"),
                         "imported_from": str(results)}
     meta_new["converter"] = prof.runtime_version()
-    check_compatible(out, meta_new)
-    have = existing_keys(out)
-    meta = merge_meta(read_meta(out), meta_new)
-    stamp = str(info.get("measured_at") or now_iso())
-    lines = [format_row(specs[k].to_dict(), st, dev.threads, stamp) for k, st in stats.items() if k not in have]
-    write_meta(out, meta)                             # every row was validated above: now write them
-    with TableWriter(out) as w:
-        for line in lines:
-            w.write_line(line)
-    added = len(lines)
-    meta["rows"] = len(existing_keys(out))
-    write_meta(out, meta)
+    claim_output(out)
+    with exclusive(out, "latency table", folder=False):    # one writer per table
+        check_compatible(out, meta_new)
+        have = existing_keys(out)
+        meta = merge_meta(read_meta(out), meta_new)
+        stamp = str(info.get("measured_at") or now_iso())
+        lines = [format_row(specs[k].to_dict(), st, dev.threads, stamp) for k, st in stats.items() if k not in have]
+        write_meta(out, meta)                             # every row was validated above: now write them
+        with TableWriter(out) as w:
+            for line in lines:
+                w.write_line(line)
+        added = len(lines)
+        meta["rows"] = len(existing_keys(out))
+        write_meta(out, meta)
     return {"path": str(out), "added": added, "skipped": len(stats) - added}
 
 
 def import_command(argv: Sequence[str]) -> int:
     """``python -m profilers.coreml import``: the arguments after ``import`` (errors are raised, for the
     caller's :func:`nas.core.cli.command` to report)."""
-    ap = argparse.ArgumentParser(prog="python -m profilers.coreml import",
+    ap = ArgumentParser(prog="python -m profilers.coreml import",
                                  description="Append Core ML timings measured on a device to its table.")
     ap.add_argument("results", help="JSON or CSV of per-run ms (or p10/p50/p90) per unit key")
     ap.add_argument("--device", required=True)

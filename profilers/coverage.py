@@ -7,10 +7,9 @@ are missing (so scripts can test it), 2 on a missing or malformed table.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from nas.core.cli import add_common_args, command, positive_int
+from nas.core.cli import ArgumentParser, add_common_args, command, positive_int
 from nas.space.spaces import get_space
 from nas.space.units import space_units
 
@@ -56,7 +55,7 @@ def coverage_report(table: str | Path, space=None, img_size: int | None = None,
 
 @command
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m profilers.coverage", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m profilers.coverage", description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", required=True, help="latency table CSV")
     ap.add_argument("--space", default=None, help="search space (default: the table's)")
     ap.add_argument("--img-size", type=positive_int, default=None, help="resolution (default: the table's)")

@@ -7,19 +7,23 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from nas.core.errors import UserError
+from nas.core.files import parsing, read_json
 
-__all__ = ["Device", "DeviceError", "get_device", "list_devices", "format_devices", "DEVICES_JSON", "RUNTIMES"]
+__all__ = ["Device", "DeviceError", "RegistryError", "get_device", "list_devices", "format_devices", "DEVICES_JSON", "RUNTIMES"]
 
 DEVICES_JSON = Path(__file__).with_name("devices.json")
 RUNTIMES = ("onnxruntime", "tflite", "coreml", "tensorrt", "torch")
 #: ``mode`` values of a device entry (the torch runtime's execution modes)
 TORCH_MODES = ("eager", "cudagraph", "compile")
+
+
+class RegistryError(UserError, ValueError):
+    """A device registry file that cannot be read (the message names the file, the device and the field)."""
 
 
 class DeviceError(UserError, KeyError):
@@ -111,11 +115,9 @@ def _from_entry(name: str, e: dict) -> Device:
 
 @lru_cache(maxsize=None)
 def _registry(path: str) -> dict[str, Device]:
-    try:
-        raw = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"device registry {path} is not valid JSON: {e}") from None
-    return {k: _from_entry(k, v) for k, v in raw.items() if not k.startswith("_")}
+    raw = read_json(path, "device registry", RegistryError)
+    with parsing(path, "device registry", RegistryError):
+        return {k: _from_entry(k, v) for k, v in raw.items() if not k.startswith("_")}
 
 
 def list_devices(path: str | Path | None = None) -> dict[str, Device]:

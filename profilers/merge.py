@@ -7,10 +7,9 @@ in several tables keeps the row with the lowest cv.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 
-from nas.core.cli import add_common_args, command
+from nas.core.cli import ArgumentParser, add_common_args, command
 
 from profilers.table import merge_tables
 
@@ -21,7 +20,7 @@ log = logging.getLogger("profilers.merge")           # by name: run as python -m
 
 @command
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m profilers.merge", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m profilers.merge", description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+", help="tables to merge (CSV with .meta.json sidecars)")
     ap.add_argument("-o", "--out", required=True, help="merged table path")
     add_common_args(ap, progress=False)

@@ -34,6 +34,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from nas.core.values import (FLAG, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, ConfigError,
+                             check_settings, setting)
+
 __all__ = ["LatencyStats", "Protocol", "summarize_rounds", "summarize_runs", "stats_from_round_summaries",
            "robust_cv", "sweep_factors", "MIN_COMMON"]
 
@@ -164,18 +167,24 @@ class Protocol:
     and the median of the round medians ignores it. ``common_mode`` removes the host speed that all
     entries of a sweep share (see the module docstring); :meth:`measure` (one entry) never does.
     """
-    warmup: int = 5
-    warmup_s: float = 0.05
-    rounds: int = 7
-    runs: int | None = None
-    round_s: float = 0.03
-    min_runs: int = 3
-    max_runs: int = 2000
-    max_cv: float = 0.05
-    retries: int = 2
-    common_mode: bool = True
+    warmup: int = setting(5, NONNEGATIVE_INT, help="warm-up calls")
+    warmup_s: float = setting(0.05, NONNEGATIVE_FLOAT, help="warm-up seconds at least")
+    rounds: int = setting(7, POSITIVE_INT, help="timed rounds per unit")
+    runs: int | None = setting(None, POSITIVE_INT, optional=True, help="timed calls per round (default: enough for "
+                                                                      "round_s seconds)")
+    round_s: float = setting(0.03, POSITIVE_FLOAT, help="seconds a round lasts")
+    min_runs: int = setting(3, POSITIVE_INT)
+    max_runs: int = setting(2000, POSITIVE_INT)
+    max_cv: float = setting(0.05, POSITIVE_FLOAT, help="re-measure a unit whose round medians vary more than this")
+    retries: int = setting(2, NONNEGATIVE_INT, help="extra passes at most for unsteady units")
+    common_mode: bool = setting(True, FLAG, help="divide each sweep over a batch by the host speed its units share")
     attempts: dict = field(default_factory=dict, repr=False)   # per name: cv after each pass of the last call
     host_factors: list = field(default_factory=list, repr=False)   # per estimated sweep of the last call
+
+    def __post_init__(self):
+        check_settings(self)
+        if self.min_runs > self.max_runs:
+            raise ConfigError(f"min_runs ({self.min_runs}) must not exceed max_runs ({self.max_runs})")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -22,15 +21,16 @@ import numpy as np
 import pandas as pd
 
 from nas.core.errors import UserError
-from nas.core.files import atomic_write_text
+from nas.core.files import atomic_write_text, claim_output, exclusive, protect, read_json, read_text
+from nas.core.journal import Journal, complete_text
 
 from profilers.devices import DeviceError, get_device
-from profilers.host import host_id
+from profilers.host import differences, host_id
 
 __all__ = ["TableError", "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "table_path", "meta_path",
            "tables_dir", "user_cache_dir", "host_tables_dir",
            "read_table", "read_meta", "write_meta", "merge_meta", "TableWriter", "format_row", "check_stats",
-           "merge_tables", "now_iso", "scale_rows", "TABLE_FIELDS", "LIST_FIELDS"]
+           "merge_tables", "table_connection", "now_iso", "scale_rows", "TABLE_FIELDS", "LIST_FIELDS"]
 
 SPEC_COLUMNS = ["key", "kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
 STAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "threads", "measured_at"]
@@ -38,10 +38,11 @@ COLUMNS = SPEC_COLUMNS + STAT_COLUMNS
 _INT_COLUMNS = ["cin", "cout", "res", "stride", "hidden", "attn", "classes", "n", "threads"]
 _FLOAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv"]
 #: metadata fields that must agree between tables that are merged or appended to
-IDENTITY_FIELDS = ("device", "runtime")
+IDENTITY_FIELDS = ("device", "runtime", "precision", "threads")
 
-# the shipped tables (in the repository, or installed beside this package)
+# the shipped tables (in the repository, or installed beside this package): read-only to every command
 TABLES_DIR = Path(__file__).resolve().parent.parent / "latency_tables"
+protect(TABLES_DIR, "reference latency tables and calibrations")
 
 
 class TableError(UserError, ValueError):
@@ -108,13 +109,23 @@ def read_meta(path: str | Path) -> dict:
     mp = meta_path(path)
     if not mp.exists():
         return {}
-    try:
-        meta = json.loads(mp.read_text())
-    except json.JSONDecodeError as e:
-        raise TableError(f"{mp}: metadata is not valid JSON ({e}); fix or delete it") from None
-    if not isinstance(meta, dict):
-        raise TableError(f"{mp}: metadata must be a JSON object")
+    fix = "restore it, or measure the table again"
+    meta = read_json(mp, "table metadata", TableError, fix=fix)
+    for key, kinds in META_TYPES.items():
+        if meta.get(key) is not None and not isinstance(meta[key], kinds):
+            raise TableError(f"table metadata {mp}: {key!r} must be {_kind_names(kinds)}, got {meta[key]!r}; {fix}")
     return meta
+
+
+#: the types of the metadata fields that code reads (a field may be absent or null)
+META_TYPES = {"device": str, "runtime": str, "runtime_version": str, "precision": str, "threads": int,
+              "space": str, "img_size": int, "num_classes": int, "space_def": dict, "settings": dict,
+              "protocol": dict, "host": dict, "probe": dict, "drift": dict, "device_entry": dict, "created": str,
+              "updated": str, "img_sizes": list, "spaces": list}
+
+
+def _kind_names(kinds) -> str:
+    return {str: "a string", int: "a whole number", dict: "an object", list: "a list"}.get(kinds, str(kinds))
 
 
 def write_meta(path: str | Path, meta: dict) -> Path:
@@ -159,16 +170,6 @@ def merge_meta(old: dict, new: dict, keep: Iterable[str] = TABLE_FIELDS) -> dict
 # ----------------------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------------------
-def _drop_partial_last_line(text: str, path: Path) -> str:
-    if text and not text.endswith("\n"):
-        lines = text.split("\n")
-        if lines[-1].count(",") < len(COLUMNS) - 1:
-            warnings.warn(f"{path}: ignoring an incomplete last line (a run killed while writing it); "
-                          f"rerunning the profiler removes it and measures that unit again")
-            return "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else "")
-    return text
-
-
 def read_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """Read a latency table: ``(DataFrame indexed by key, metadata dict)``.
 
@@ -178,13 +179,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
     path = Path(path)
     if not path.exists():
         raise TableError(f"latency table {path} does not exist.{_make_hint(path)}")
-    if path.is_dir():
-        raise TableError(f"latency table {path} is a directory, not a CSV file")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise TableError(f"latency table {path} is not a text CSV file") from None
-    text = _drop_partial_last_line(text, path)
+    text = complete_text(read_text(path, "latency table", TableError), path)
     if not text.strip():
         raise TableError(f"latency table {path} is empty (expected a header line: {','.join(COLUMNS)})."
                          f"{_make_hint(path)}")
@@ -265,6 +260,11 @@ def check_stats(stats, where: str = "") -> dict:
     n = s.get("n")
     if isinstance(n, bool) or not isinstance(n, (int, float)) or n != n or n < 0 or int(n) != n:
         raise TableError(f"{at}n must be a whole number of timed runs, got {n!r}")
+    p10, p90 = s.get("p10_ms"), s.get("p90_ms")
+    have = [v for v in (p10, p50, p90) if v is not None and v == v]
+    if have != sorted(have):
+        raise TableError(f"{at}percentiles out of order: p10_ms {p10!r}, p50_ms {p50!r}, p90_ms {p90!r} (p10 <= p50 "
+                         f"<= p90)")
     return s
 
 
@@ -285,53 +285,21 @@ def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | N
     return buf.getvalue()
 
 
-class TableWriter:
-    """Appends rows to a table, one flushed (and fsynced) line per finished unit.
-
-    Opening repairs an incomplete last line left by a killed run and writes the header to a new file.
-    """
+class TableWriter(Journal):
+    """Appends rows to a table, one flushed (and fsynced) line per finished unit: a
+    :class:`~nas.core.journal.Journal` (its lock held while open, a torn last line cut off, the header
+    written to a new file and checked in an existing one)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size:
-            text = self.path.read_text()
-            if not text.endswith("\n"):
-                keep = text[:text.rfind("\n") + 1]
-                with open(self.path, "w") as f:
-                    f.write(keep)
-        new = not self.path.exists() or not self.path.stat().st_size
-        self._f = open(self.path, "a")
-        if new:
-            self._write(",".join(COLUMNS) + "\n")
-        else:
-            header = self.path.read_text().split("\n", 1)[0].strip()
-            if header.split(",") != COLUMNS:
-                self._f.close()
-                raise TableError(f"latency table {self.path} has header {header!r}, expected "
-                                 f"{','.join(COLUMNS)}; write to a new file with --out")
-
-    def _write(self, line: str):
-        self._f.write(line)
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        super().__init__(path, COLUMNS, what="latency table", error=TableError,
+                         fix="write to a new file with --out")
+        self.open()
 
     def append(self, spec_dict: dict, stats, threads: int | None, measured_at: str | None = None):
-        self._write(format_row(spec_dict, stats, threads, measured_at))
-
-    def write_line(self, line: str):
-        """Append a line made by :func:`format_row`."""
-        self._write(line)
-
-    def close(self):
-        if not self._f.closed:
-            self._f.close()
+        self.write_line(format_row(spec_dict, stats, threads, measured_at))
 
     def __enter__(self):
         return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def scale_rows(path: str | Path, keys: Iterable[str], factor: float) -> int:
@@ -362,8 +330,7 @@ def existing_keys(path: str | Path) -> set[str]:
     return set(df.index)
 
 
-def check_compatible(path: str | Path, meta_new: dict, fields: Iterable[str] = ("device", "runtime", "precision",
-                                                                                  "threads")) -> None:
+def check_compatible(path: str | Path, meta_new: dict, fields: Iterable[str] = IDENTITY_FIELDS) -> None:
     """TableError when an existing table's metadata disagrees with a run that would append to it."""
     old = read_meta(path)
     diffs = [f"{f}: table has {old[f]!r}, this run {meta_new[f]!r}" for f in fields
@@ -376,6 +343,17 @@ def check_compatible(path: str | Path, meta_new: dict, fields: Iterable[str] = (
 # ----------------------------------------------------------------------------------------------
 # merging
 # ----------------------------------------------------------------------------------------------
+def table_connection(meta: dict) -> str | None:
+    """How the device of a table with metadata ``meta`` is reached (``local``, ``adb``, ...), if known."""
+    conn = ((meta.get("device_entry") or {}).get("connection") or {}).get("type")
+    if conn is None:
+        try:
+            conn = get_device(str(meta.get("device"))).connection_type
+        except DeviceError:
+            return None
+    return conn
+
+
 def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataFrame, dict]:
     """Merge tables of one device and runtime into ``out`` (a key measured twice keeps its lowest cv).
 
@@ -389,11 +367,17 @@ def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataF
         df, meta = read_table(p)
         frames.append(df.reset_index())
         metas.append(meta)
-    for f in ("device", "runtime", "precision", "threads"):
+    for f in IDENTITY_FIELDS:
         vals = {json.dumps(m.get(f)) for m in metas if f in m}
         if len(vals) > 1:
             listing = ", ".join(f"{p.name}: {m.get(f)!r}" for p, m in zip(paths, metas))
             raise TableError(f"cannot merge tables measured with different {f} ({listing})")
+    local = [(p, m) for p, m in zip(paths, metas) if table_connection(m) == "local"]
+    for p, m in local[1:]:                            # rows of two machines never share a table
+        diffs = differences(local[0][1].get("host") or {}, m.get("host") or {})
+        if diffs:
+            raise TableError(f"cannot merge {local[0][0].name} and {p.name}: they were measured on different "
+                             f"machines ({'; '.join(diffs)})")
     allrows = pd.concat(frames, ignore_index=True)
     allrows["_cv"] = allrows["cv"].fillna(float("inf"))
     allrows["_order"] = range(len(allrows))
@@ -405,8 +389,7 @@ def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataF
     meta["merged_from"] = [str(p) for p in paths]
     meta["updated"] = now_iso()
     meta["rows"] = int(len(merged))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out)
     lines = [",".join(COLUMNS) + "\n"]
     for _, r in merged.iterrows():
         st = {c: r[c] for c in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n")}
@@ -414,6 +397,7 @@ def merge_tables(paths: Iterable[str | Path], out: str | Path) -> tuple[pd.DataF
         th = r["threads"]
         lines.append(format_row({c: r[c] for c in SPEC_COLUMNS}, st, None if pd.isna(th) else int(th),
                                 r["measured_at"]))
-    atomic_write_text(out, "".join(lines))
-    write_meta(out, meta)
+    with exclusive(out, "latency table", folder=False):
+        atomic_write_text(out, "".join(lines))
+        write_meta(out, meta)
     return read_table(out)

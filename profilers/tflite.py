@@ -42,6 +42,14 @@ class TFLiteProfiler(Profiler):
                                     taskset=conn.get("taskset"), adb=conn.get("adb", "adb"))
 
     @classmethod
+    def how_to_measure(cls, device) -> str:
+        if device.connection_type != "adb":
+            return super().how_to_measure(device)
+        return (f"python -m profilers.tflite --device {device.name} --benchmark-model PATH, with the phone "
+                f"connected over adb (USB debugging on; see adb devices) and PATH LiteRT's benchmark_model binary "
+                f"for Android arm64")
+
+    @classmethod
     def add_arguments(cls, ap):
         ap.add_argument("--adb-serial", default=None, help="adb serial of the phone (when several are attached)")
         ap.add_argument("--benchmark-model", default=None,
