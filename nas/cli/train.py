@@ -21,69 +21,61 @@ from typing import Sequence
 
 import torch.distributed as dist
 
-from nas.core.cli import add_common_args, command, nonnegative_int, positive_float, positive_int
+from nas.core.cli import ArgumentParser, add_common_args, command
+from nas.core.values import add_setting
 from nas.training import TrainConfig, train
 from nas.training.precision import PRECISIONS
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
-DEFAULTS = TrainConfig()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command's options; defaults are those of :class:`~nas.training.TrainConfig`."""
-    d = DEFAULTS
-    p = argparse.ArgumentParser(prog="python -m nas.train_supernet", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="python -m nas.train_supernet", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    C = TrainConfig
     p.add_argument("--space", default=None,
                    help="search space name (efficientformerv2, efficientformerv2-small, tiny) or JSON "
                         "(default: efficientformerv2 where CUDA is available, efficientformerv2-small otherwise)")
-    p.add_argument("--dataset", default=d.dataset, help="fashion-mnist, mnist, or an ImageFolder-style folder")
-    p.add_argument("--img-size", type=positive_int, default=d.img_size, help="input resolution (a multiple of 32)")
-    p.add_argument("--steps", type=positive_int, default=d.steps, help="total optimizer steps")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step and process")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate")
-    p.add_argument("--min-lr", type=float, default=d.min_lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup", type=nonnegative_int, default=None, help="warm-up steps (default: 5%% of --steps)")
-    p.add_argument("--num-random", type=nonnegative_int, default=d.num_random,
-                   help="random subnets per step besides max and min")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
-                   help="for the largest subnet's CE loss")
-    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="gradient-norm clip (0: off)")
-    p.add_argument("--shift", type=int, default=d.shift,
-                   help="random translation in native pixels of fashion-mnist / mnist (0: off)")
-    p.add_argument("--out", default=d.out, help="checkpoint / metrics folder")
-    p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every, help="steps between checkpoints")
-    p.add_argument("--eval-every", type=nonnegative_int, default=d.eval_every,
-                   help="steps between evaluations (0: only at the end)")
-    p.add_argument("--eval-size", type=positive_int, default=d.eval_size,
-                   help="held-out (test split) images per evaluation")
-    p.add_argument("--calib-batches", type=positive_int, default=d.calib_batches,
-                   help="training batches for BN recalibration")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
-    p.add_argument("--init-from", metavar="PATH", default=d.init_from,
-                   help="start from published S0/S1/S2/L weights (a timm or official EfficientFormerV2 checkpoint); "
-                        "ignored when resuming a run")
+    add_setting(p, "--dataset", C, "dataset", help="fashion-mnist, mnist, or an ImageFolder-style folder")
+    add_setting(p, "--img-size", C, "img_size", help="input resolution (a multiple of 32)")
+    add_setting(p, "--steps", C, "steps", help="total optimizer steps")
+    add_setting(p, "--batch-size", C, "batch_size", help="images per step and process")
+    add_setting(p, "--lr", C, "lr", help="peak AdamW learning rate")
+    add_setting(p, "--min-lr", C, "min_lr")
+    add_setting(p, "--weight-decay", C, "weight_decay")
+    add_setting(p, "--warmup", C, "warmup", help="warm-up steps (default: 5%% of --steps)")
+    add_setting(p, "--num-random", C, "num_random", help="random subnets per step besides max and min")
+    add_setting(p, "--label-smoothing", C, "label_smoothing", help="for the largest subnet's CE loss")
+    add_setting(p, "--clip-grad", C, "clip_grad", help="gradient-norm clip (0: off)")
+    add_setting(p, "--shift", C, "shift", help="random translation in native pixels of fashion-mnist / mnist (0: off)")
+    add_setting(p, "--out", C, "out", help="checkpoint / metrics folder")
+    add_setting(p, "--ckpt-every", C, "ckpt_every", help="steps between checkpoints")
+    add_setting(p, "--eval-every", C, "eval_every", help="steps between evaluations (0: only at the end)")
+    add_setting(p, "--eval-size", C, "eval_size", help="held-out (test split) images per evaluation")
+    add_setting(p, "--calib-batches", C, "calib_batches", help="training batches for BN recalibration")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt if it exists (with the settings it was started with)")
+    add_setting(p, "--init-from", C, "init_from", metavar="PATH",
+                help="start from published S0/S1/S2/L weights (a timm or official EfficientFormerV2 checkpoint); "
+                     "ignored when resuming a run")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an OUT that already holds a run (its checkpoint and metrics are replaced)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=positive_int, default=d.threads, help="torch CPU threads per process")
-    p.add_argument("--train-subset", type=positive_int, default=d.train_subset,
-                   help="train on a fixed random N-image subset")
-    p.add_argument("--workers", type=nonnegative_int, default=d.num_workers,
-                   help="data-loader processes per training process (default: 0 for fashion-mnist and mnist, "
-                        "min(4, cores) for a folder)")
-    p.add_argument("--randaug", type=nonnegative_int, default=d.randaug,
-                   help="RandAugment magnitude, 0-10, for folders (0: off; the EfficientFormerV2 recipe: 9)")
-    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off; the recipe: 0.8)")
-    p.add_argument("--cutmix", type=float, default=d.cutmix, help="cutmix Beta alpha (0: off; the recipe: 1.0)")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="auto: bf16 autocast on a GPU that supports it, fp32 otherwise")
+    add_setting(p, "--seed", C, "seed")
+    add_setting(p, "--threads", C, "threads", help="torch CPU threads per process")
+    add_setting(p, "--train-subset", C, "train_subset", help="train on a fixed random N-image subset")
+    add_setting(p, "--workers", C, "num_workers",
+                help="data-loader processes per training process (default: 0 for fashion-mnist and mnist, "
+                     "min(4, cores) for a folder)")
+    add_setting(p, "--randaug", C, "randaug",
+                help="RandAugment magnitude, 0-10, for folders (0: off; the EfficientFormerV2 recipe: 9)")
+    add_setting(p, "--mixup", C, "mixup", help="mixup Beta alpha (0: off; the recipe: 0.8)")
+    add_setting(p, "--cutmix", C, "cutmix", help="cutmix Beta alpha (0: off; the recipe: 1.0)")
+    add_setting(p, "--precision", C, "precision", choices=PRECISIONS,
+                help="auto: bf16 autocast on a GPU that supports it, fp32 otherwise")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument("--accum-steps", type=positive_int, default=d.accum_steps,
-                   help="split each batch into this many micro-batches (gradient accumulation)")
+    add_setting(p, "--accum-steps", C, "accum_steps",
+                help="split each batch into this many micro-batches (gradient accumulation)")
     p.add_argument("--no-plot", action="store_true", help="skip curves.png")
     add_common_args(p)
     return p
@@ -98,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         clip_grad=args.clip_grad, shift=args.shift, out=args.out, ckpt_every=args.ckpt_every,
         eval_every=args.eval_every, eval_size=args.eval_size, calib_batches=args.calib_batches,
         resume=args.resume, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
-        train_subset=args.train_subset, init_from=args.init_from, num_workers=args.workers, randaug=args.randaug,
+        train_subset=args.train_subset, init_from=args.init_from, num_workers=args.num_workers, randaug=args.randaug,
         mixup=args.mixup, cutmix=args.cutmix, precision=args.precision, channels_last=args.channels_last,
         compile=args.compile, accum_steps=args.accum_steps, progress=not args.no_progress, plot=not args.no_plot)
 

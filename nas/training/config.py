@@ -2,21 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 
 import torch
 
-from nas.core.errors import UserError
+from nas.core.values import (FLAG, FRACTION, IMG_SIZE, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT,
+                             POSITIVE_INT, TEXT, WHOLE, ConfigError, check_settings, int_range, one_of, setting)
 from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE
 from nas.training.precision import PRECISIONS
 
 __all__ = ["TrainConfig", "ConfigError", "default_space"]
-
-
-class ConfigError(UserError, ValueError):
-    """A training setting that cannot work; the message names the field and the values it accepts."""
 
 
 @dataclass(frozen=True)
@@ -53,86 +49,54 @@ class TrainConfig:
     killed, and write every rank's synchronised weights to ``OUT/rank{r}.pt`` at the end.
     """
 
-    space: str | None = None
-    dataset: str = "fashion-mnist"
-    img_size: int = 32
-    steps: int = 550
-    batch_size: int = 128
-    lr: float = 1.5e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.025
-    warmup: int | None = None
-    num_random: int = 2
-    label_smoothing: float = 0.1
-    clip_grad: float = 2.0
-    shift: int = 2
-    out: str = "runs/supernet"
-    ckpt_every: int = 50
-    eval_every: int = 100
-    eval_size: int = 1000
-    calib_batches: int = 4
-    resume: bool = False
-    overwrite: bool = False
-    seed: int = 0
-    threads: int = 1
-    train_subset: int | None = None
-    init_from: str | None = None
-    num_workers: int | None = None
-    randaug: int = 0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    precision: str = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    accum_steps: int = 1
-    progress: bool = True
-    plot: bool = True
-    stop_at: int | None = None
-    save_rank_states: bool = False
+    space: str | None = setting(None, TEXT, optional=True)
+    dataset: str = setting("fashion-mnist", TEXT)
+    img_size: int = setting(32, IMG_SIZE)
+    steps: int = setting(550, POSITIVE_INT)
+    batch_size: int = setting(128, POSITIVE_INT)
+    lr: float = setting(1.5e-3, POSITIVE_FLOAT)
+    min_lr: float = setting(1e-5, NONNEGATIVE_FLOAT)
+    weight_decay: float = setting(0.025, NONNEGATIVE_FLOAT)
+    warmup: int | None = setting(None, NONNEGATIVE_INT, optional=True)
+    num_random: int = setting(2, NONNEGATIVE_INT)
+    label_smoothing: float = setting(0.1, FRACTION)
+    clip_grad: float = setting(2.0, NONNEGATIVE_FLOAT)
+    shift: int = setting(2, NONNEGATIVE_INT)
+    out: str = setting("runs/supernet", TEXT)
+    ckpt_every: int = setting(50, POSITIVE_INT)
+    eval_every: int = setting(100, NONNEGATIVE_INT)
+    eval_size: int = setting(1000, POSITIVE_INT)
+    calib_batches: int = setting(4, POSITIVE_INT)
+    resume: bool = setting(False, FLAG)
+    overwrite: bool = setting(False, FLAG)
+    seed: int = setting(0, WHOLE)
+    threads: int = setting(1, POSITIVE_INT)
+    train_subset: int | None = setting(None, POSITIVE_INT, optional=True)
+    init_from: str | None = setting(None, TEXT, optional=True)
+    num_workers: int | None = setting(None, NONNEGATIVE_INT, optional=True)
+    randaug: int = setting(0, int_range(0, 10))
+    mixup: float = setting(0.0, NONNEGATIVE_FLOAT)
+    cutmix: float = setting(0.0, NONNEGATIVE_FLOAT)
+    precision: str = setting("auto", one_of(PRECISIONS))
+    channels_last: bool = setting(False, FLAG)
+    compile: bool = setting(False, FLAG)
+    accum_steps: int = setting(1, POSITIVE_INT)
+    progress: bool = setting(True, FLAG)
+    plot: bool = setting(True, FLAG)
+    stop_at: int | None = setting(None, POSITIVE_INT, optional=True)
+    save_rank_states: bool = setting(False, FLAG)
 
     def __post_init__(self):
-        if isinstance(self.out, os.PathLike):
-            object.__setattr__(self, "out", os.fspath(self.out))
-        if isinstance(self.init_from, os.PathLike):
-            object.__setattr__(self, "init_from", os.fspath(self.init_from))
+        for name in ("out", "init_from", "dataset"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if self.space is None:
             object.__setattr__(self, "space", default_space())
-        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
-            raise ConfigError(f"init_from must be a path to a checkpoint or None, got {self.init_from!r}")
-        for name in ("space", "dataset", "out"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        for name in ("img_size", "steps", "batch_size", "ckpt_every", "eval_size", "calib_batches", "threads"):
-            _whole(name, getattr(self, name), minimum=1)
-        for name in ("num_random", "eval_every", "shift"):
-            _whole(name, getattr(self, name), minimum=0)
-        _whole("seed", self.seed)
-        if self.num_workers is not None:
-            _whole("num_workers", self.num_workers, minimum=0)
-        _whole("randaug", self.randaug, minimum=0)
-        if self.randaug > 10:
-            raise ConfigError(f"randaug (a RandAugment magnitude) must be between 0 and 10, got {self.randaug}")
-        for name in ("mixup", "cutmix"):
-            _number(name, getattr(self, name), at_least=0.0)
-        for name in ("warmup", "train_subset", "stop_at"):
-            if getattr(self, name) is not None:
-                _whole(name, getattr(self, name), minimum=0 if name == "warmup" else 1)
+        check_settings(self)
         if self.warmup is None:
             object.__setattr__(self, "warmup", max(1, round(0.05 * self.steps)))
-        _number("lr", self.lr, above=0.0)
-        for name in ("min_lr", "weight_decay", "clip_grad"):
-            _number(name, getattr(self, name), at_least=0.0)
-        _number("label_smoothing", self.label_smoothing, at_least=0.0)
-        if self.label_smoothing > 1:
-            raise ConfigError(f"label_smoothing must be between 0 and 1, got {self.label_smoothing}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        _whole("accum_steps", self.accum_steps, minimum=1)
         if self.batch_size % self.accum_steps:
             raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of accum_steps ({self.accum_steps})")
-        for name in ("resume", "overwrite", "progress", "plot", "save_rank_states", "channels_last", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         """The settings as plain JSON-ready values (what a checkpoint and ``args.json`` record)."""
@@ -146,18 +110,3 @@ def default_space() -> str:
     return DEFAULT_SPACE.name if torch.cuda.is_available() else CPU_SPACE.name
 
 
-def _whole(name: str, value, minimum: int | None = None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if minimum is not None and value < minimum:
-        rule = "at least 1" if minimum == 1 else f"{minimum} or more"
-        raise ConfigError(f"{name} must be {rule}, got {value}")
-
-
-def _number(name: str, value, above: float | None = None, at_least: float | None = None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    if above is not None and not value > above:
-        raise ConfigError(f"{name} must be above {above:g}, got {value}")
-    if at_least is not None and value < at_least:
-        raise ConfigError(f"{name} must be {at_least:g} or more, got {value}")

@@ -10,9 +10,13 @@ states, so resuming continues exactly where an uninterrupted run would be. Outpu
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import logging
+import math
+import os
 import random
 import sys
 import time
@@ -27,7 +31,7 @@ from tqdm import tqdm
 
 from nas.core.distributed import init_distributed
 from nas.core.errors import UserError
-from nas.core.files import atomic_open, atomic_write_text
+from nas.core.files import atomic_open, atomic_write_text, claim_output, exclusive, parsing, read_text
 from nas.core.plotting import pyplot, save_figure
 from nas.data.datasets import ShardedOrder
 from nas.data.folder import open_dataset
@@ -41,15 +45,23 @@ from nas.training.config import TrainConfig
 from nas.training.precision import resolve_precision
 from nas.training.sandwich import SandwichLoss, lr_schedule, param_groups, sandwich_archs, sandwich_step
 
-__all__ = ["Trainer", "train", "plot_curves", "CSV_FIELDS", "RESUME_KEYS"]
+__all__ = ["Trainer", "train", "plot_curves", "CSV_FIELDS", "RESUMABLE_CHANGES", "TrainingDiverged"]
 
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ["step", "epoch", "loss_max", "loss_min", "loss_rand", "lr", "images_per_s", "acc_max", "acc_min",
               "elapsed_s"]
-# Settings that must match for a resumed run to continue the same run.
-RESUME_KEYS = ["space", "dataset", "img_size", "batch_size", "num_random", "seed", "train_subset", "world_size"]
+# Settings a resumed run may change: how it is run and reported, not what it computes. Every other setting
+# must be the checkpoint's, or the resumed run would silently keep the old value (the optimizer and schedule
+# state come from the checkpoint) or continue another run than the one started.
+RESUMABLE_CHANGES = ("resume", "overwrite", "progress", "plot", "out", "stop_at", "save_rank_states", "num_workers",
+                     "threads", "eval_every", "ckpt_every", "eval_size", "calib_batches", "compile", "channels_last",
+                     "init_from")
 HELDOUT_BATCH = 256
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """A training step whose loss is not finite: training stops there, and nothing of it is saved."""
 
 
 def train(config: TrainConfig) -> dict:
@@ -77,6 +89,7 @@ class Trainer:
         self.elapsed = 0.0
         self.rows: list[dict] = []
         self.last_acc: dict = {}
+        self._saved_step = 0
 
     # -- set-up ---------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -120,21 +133,24 @@ class Trainer:
                                   device=self.device)
 
     def resume(self) -> int:
-        """Restore ``out/last.pt`` if resuming and it exists (its :data:`RESUME_KEYS` settings must match);
-        returns the step training continues from."""
+        """Restore ``out/last.pt`` if resuming and it exists (every setting but
+        :data:`RESUMABLE_CHANGES` must be the checkpoint's); returns the step training continues from."""
         c = self.config
         if c.resume and self.ckpt_path.exists():
             ck = load_checkpoint(self.ckpt_path)
-            bad = {k: (ck["args"].get(k), self.run_args.get(k)) for k in RESUME_KEYS
-                   if ck["args"].get(k) != self.run_args.get(k)}
+            old = ck.get("args") if isinstance(ck.get("args"), dict) else {}
+            bad = {k: (old[k], v) for k, v in self.run_args.items()
+                   if k in old and k not in RESUMABLE_CHANGES and old[k] != v}
             if bad:
-                raise UserError(f"--resume: {self.ckpt_path} was written with different settings {bad} "
-                                f"(checkpoint, now)")
+                said = "; ".join(f"{k} {a!r} there, {b!r} now" for k, (a, b) in bad.items())
+                raise UserError(f"--resume: {self.ckpt_path} was started with other settings ({said}); resume it "
+                                f"with its own settings, or start a new run with --overwrite or another --out")
             self.net.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
             self.sched.load_state_dict(ck["scheduler"])
             _set_rng_state(ck["rng"])
             self.start, self.elapsed = ck["step"], ck.get("elapsed_s", 0.0)
+            self._saved_step = self.start
             if self.is_main:
                 log.info(f"resumed from {self.ckpt_path} at step {self.start} (data position {ck['data']})")
         elif c.resume and self.is_main:
@@ -198,6 +214,23 @@ class Trainer:
                 "lr": f"{lr:.3e}", "images_per_s": f"{gb / dt:.2f}", "acc_max": "", "acc_min": "",
                 "elapsed_s": f"{self.elapsed:.1f}"}
 
+    def _check_finite(self, row: dict, step: int) -> None:
+        """Stop with :class:`TrainingDiverged` when step ``step``'s loss is not finite on any rank (every rank
+        stops): nothing of that step or later is saved, and the message names the last good checkpoint."""
+        losses = [float(row[k]) for k in ("loss_max", "loss_min", "loss_rand") if row[k] != ""]
+        bad = not all(math.isfinite(v) for v in losses)
+        if self.world > 1:
+            flag = torch.tensor([float(bad)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            bad = bool(flag.item())
+        if not bad:
+            return
+        last = (f"the last good checkpoint is {self.ckpt_path} (step {self._saved_step})" if self._saved_step
+                else "no checkpoint was written")
+        raise TrainingDiverged(f"training diverged at step {step}: the loss is not finite (max {row['loss_max']}, "
+                               f"min {row['loss_min']}); stopped without saving it, {last}. Lower --lr (now "
+                               f"{self.config.lr:g}), check --init-from weights, or use --precision fp32")
+
     def sync_buffers(self) -> None:
         """Average the BN running statistics over ranks (each rank updates them on its own shard; DDP
         only copies rank 0's at the next forward), so checkpoints and every rank agree."""
@@ -234,6 +267,7 @@ class Trainer:
                          "data": self.order.position(step), "elapsed_s": self.elapsed, "args": self.run_args,
                          "meta": self.meta}, self.ckpt_path)
             _write_csv(self.csv_path, self.rows)
+        self._saved_step = step
         if self.world > 1:
             dist.barrier()
 
@@ -249,6 +283,13 @@ class Trainer:
     def run(self) -> dict:
         """Set up (:meth:`setup`, :meth:`resume`, :meth:`prepare`), train to ``config.steps``
         (evaluating, checkpointing and plotting on schedule) and return the summary (see :func:`train`)."""
+        with contextlib.ExitStack() as stack:
+            if int(os.environ.get("RANK", "0")) == 0:          # the one writer of the run folder
+                claim_output(self.out, folder=True)
+                stack.enter_context(exclusive(self.out, "training run", folder=True))
+            return self._run()
+
+    def _run(self) -> dict:
         c = self.config
         self.setup()
         self.resume()
@@ -262,6 +303,7 @@ class Trainer:
             for step in range(self.start, c.steps):
                 row = self.step(step)
                 done = row["step"]
+                self._check_finite(row, done)
                 if (c.eval_every and done % c.eval_every == 0) or done == c.steps:
                     self.last_acc = self.evaluate()
                     row["acc_max"], row["acc_min"] = f"{self.last_acc['max']:.4f}", f"{self.last_acc['min']:.4f}"
@@ -315,10 +357,19 @@ def plot_curves(csv_path: str | Path, png_path: str | Path) -> Path:
 
 
 def _read_csv(path: Path) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` ([] when there is none); a :class:`UserError` naming it when it
+    is not one (binary, a folder, rows without a whole step number)."""
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    text = read_text(path, "training metrics", UserError, fix=f"delete it ({path.parent / 'last.pt'} holds the run)")
+    with parsing(path, "training metrics", UserError, f"delete it ({path.parent / 'last.pt'} holds the run)"):
+        reader = csv.DictReader(io.StringIO(text))
+        if "step" not in (reader.fieldnames or []):
+            raise KeyError("step")
+        rows = list(reader)
+        for r in rows:
+            int(r["step"])
+    return rows
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
