@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -15,7 +14,7 @@ import torch
 
 from models import EfficientFormerV2
 from nas.cli.common import doc_summary
-from nas.core.cli import add_common_args, command, img_size, positive_float, positive_int
+from nas.core.cli import ArgumentParser, add_common_args, command, img_size, positive_float, positive_int
 from nas.space.arch import Arch
 from nas.space.metrics import MES, count_macs, count_params
 from nas.space.spaces import get_space
@@ -26,7 +25,7 @@ __all__ = ["main"]
 
 @command
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nas.describe", description=doc_summary(__doc__))
+    ap = ArgumentParser(prog="python -m nas.describe", description=doc_summary(__doc__))
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--model", default="s0", help="published variant: s0, s1, s2 or l (default: s0)")
     g.add_argument("--arch", help="architecture JSON (a file path or the JSON text itself)")

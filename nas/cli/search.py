@@ -25,7 +25,9 @@ from typing import Sequence
 
 import torch.distributed as dist
 
-from nas.core.cli import add_common_args, command
+from nas.core.cli import ArgumentParser, add_common_args, command
+from nas.core.values import add_setting
+from nas.export.subnet import FORMATS
 from nas.search import SearchConfig, list_strategies, run_search
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -36,45 +38,44 @@ DEFAULTS = SearchConfig()
 def build_parser() -> argparse.ArgumentParser:
     """The command's options; defaults are those of :class:`~nas.search.SearchConfig`."""
     d = DEFAULTS
-    ap = argparse.ArgumentParser(prog="python -m nas.search", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--target", default=d.target, help="device name (its table in latency_tables/) or a table CSV")
-    ap.add_argument("--runtime", help="runtime of the table when the device has several")
-    ap.add_argument("--supernet", default=d.supernet,
-                    help="trained supernet checkpoint (file or run folder); default: runs/supernet when it holds a "
-                         "run, else the shipped one. --supernet runs/supernet trains it first when absent")
+    ap = ArgumentParser(prog="python -m nas.search", description=__doc__.split("\n\n")[0],
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    C = SearchConfig
+    add_setting(ap, "--target", C, "target", help="device name (its table in latency_tables/) or a table CSV")
+    add_setting(ap, "--runtime", C, "runtime", help="runtime of the table when the device has several")
+    add_setting(ap, "--supernet", C, "supernet",
+                help="trained supernet checkpoint (file or run folder); default: runs/supernet when it holds a "
+                     "run, else the shipped one. --supernet runs/supernet trains it first when absent")
     ap.add_argument("--strategy", default=d.strategy, choices=(*list_strategies(), "all"))
-    ap.add_argument("--params-budget", type=float, help="millions of parameters (deployed network)")
-    ap.add_argument("--latency-budget", type=float,
-                    help="ms on the target (default, when no budget is given: S0's predicted latency)")
-    ap.add_argument("--actions", default=d.actions, help="action kinds: C width, N depth, E ratio, A attention")
-    ap.add_argument("--reevaluate", default=d.reevaluate, choices=("lazy", "all"),
-                    help="paper loop: re-evaluate every action each step (all), or lazily in order of the "
-                         "last measured score until the best is fresh (lazy)")
-    ap.add_argument("--evals", type=int,
-                    help="accuracy evaluations for nsga2/random (default: as many as the paper loop used, or 200)")
-    ap.add_argument("--storage", help="Optuna storage URL for NSGA-II (share one study between workers)")
-    ap.add_argument("--study-name", help="Optuna study name (default derived from target and budgets)")
-    ap.add_argument("--heldout", type=int, default=d.heldout, help="held-out test images per accuracy evaluation")
-    ap.add_argument("--final-heldout", type=int, default=d.final_heldout,
-                    help="other test images on which the picks are finally compared (0: skip)")
-    ap.add_argument("--calib-batches", type=int, default=d.calib_batches, help="training batches for BN recalibration")
-    ap.add_argument("--batch-size", type=int, default=d.batch_size, help="calibration batch size")
-    ap.add_argument("--max-steps", type=int, default=d.max_steps)
-    ap.add_argument("--out-dir", help="default runs/search/{device}.{runtime}")
+    add_setting(ap, "--params-budget", C, "params_budget")
+    add_setting(ap, "--latency-budget", C, "latency_budget")
+    add_setting(ap, "--actions", C, "actions")
+    add_setting(ap, "--reevaluate", C, "reevaluate", choices=("lazy", "all"))
+    add_setting(ap, "--evals", C, "evals")
+    add_setting(ap, "--storage", C, "storage")
+    add_setting(ap, "--study-name", C, "study_name")
+    add_setting(ap, "--heldout", C, "heldout")
+    add_setting(ap, "--final-heldout", C, "final_heldout")
+    add_setting(ap, "--calib-batches", C, "calib_batches")
+    add_setting(ap, "--batch-size", C, "batch_size")
+    add_setting(ap, "--max-steps", C, "max_steps")
+    add_setting(ap, "--out-dir", C, "out_dir")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the results of another search in --out-dir (by default a folder holding a "
+                         "search with other settings is refused; the same settings resume it)")
     ap.add_argument("--export", dest="export", action="store_true", default=d.export,
                     help="export the chosen arch (PyTorch, ONNX, TFLite, Core ML)")
     ap.add_argument("--no-export", dest="export", action="store_false")
-    ap.add_argument("--formats", default=",".join(d.formats))
+    ap.add_argument("--formats", default=",".join(d.formats), help=f"export formats, of {','.join(FORMATS)}")
     ap.add_argument("--measure", dest="measure", action="store_true", default=d.measure,
                     help="measure the picks end to end on the target's runtime when it can run here")
     ap.add_argument("--no-measure", dest="measure", action="store_false")
-    ap.add_argument("--measure-threads", type=int, help="override the device's thread count when measuring")
+    add_setting(ap, "--measure-threads", C, "measure_threads")
     ap.add_argument("--allow-foreign-table", action="store_true",
                     help="use a local device's table measured on another host anyway (loud warning); by default "
                          "such a table is an error, and this host's table is measured on first use")
-    ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
+    add_setting(ap, "--seed", C, "seed")
+    add_setting(ap, "--threads", C, "threads")
     ap.add_argument("--no-plot", action="store_true")
     add_common_args(ap)
     return ap
@@ -89,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         heldout=args.heldout, final_heldout=args.final_heldout, calib_batches=args.calib_batches,
         batch_size=args.batch_size, max_steps=args.max_steps, out_dir=args.out_dir, export=args.export,
         formats=args.formats, measure=args.measure, measure_threads=args.measure_threads,
-        allow_foreign_table=args.allow_foreign_table, seed=args.seed, threads=args.threads,
+        allow_foreign_table=args.allow_foreign_table, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
         progress=not args.no_progress, plot=not args.no_plot)
 
 

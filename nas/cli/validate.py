@@ -11,6 +11,7 @@ import sys
 
 from nas.cli.common import network_parser
 from nas.core.cli import command
+from nas.core.values import NONNEGATIVE_INT, POSITIVE_FLOAT
 from nas.latency.validation import QUICK_N, VALIDATION_SEED, format_report, quick_check, validate
 from profilers.probe import DEFAULT_TOLERANCE
 
@@ -21,12 +22,12 @@ __all__ = ["main"]
 def main(argv=None) -> int:
     ap = network_parser("python -m nas.validate", __doc__, 100, "random subnets to measure (default 100)",
                         VALIDATION_SEED, "runs/validate")
-    ap.add_argument("--repeat", type=int, default=20,
+    ap.add_argument("--repeat", type=NONNEGATIVE_INT, default=20,
                     help="measure this many of them a second time, for the repeatability ceiling (default 20)")
     ap.add_argument("--quick", action="store_true",
                     help=f"re-measure the probe and {QUICK_N} networks (under a minute) and say whether the table "
                          f"still holds on this host")
-    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    ap.add_argument("--tolerance", type=POSITIVE_FLOAT, default=DEFAULT_TOLERANCE,
                     help="--quick: how far a probe unit may move (default %(default)s)")
     args = ap.parse_args(argv)
     if args.quick:

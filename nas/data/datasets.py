@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from nas.core.errors import UserError
 
-__all__ = ["ImageSet", "DatasetMissing", "load_dataset", "to_input", "ShardedOrder", "batches",
+__all__ = ["ImageSet", "DatasetMissing", "load_dataset", "image_files", "to_input", "ShardedOrder", "batches",
            "DATASETS", "REPO_SUBSET", "FMNIST_INSTALL", "MNIST_INSTALL"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -171,12 +171,31 @@ def split_rows(n: int, split: str, test_fraction: float) -> np.ndarray:
     return np.sort(perm[n_test:] if split == "train" else perm[:n_test])
 
 
+def image_files(folder: str | Path) -> list[str]:
+    """Every image file under ``folder`` (sub-folders too, hidden ones skipped), as paths relative to it,
+    sorted. Symbolic links are followed, but no real folder is listed twice: a link back up the tree (a
+    loop) or a second link to the same folder adds nothing."""
+    folder = str(folder)
+    seen: set[str] = set()
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        sub = os.path.relpath(dirpath, folder)
+        out += [f if sub == "." else os.path.join(sub, f) for f in filenames
+                if os.path.splitext(f)[1].lower() in IMG_EXT and not f.startswith(".")]
+    return sorted(out)
+
+
 def _read_folder(class_dirs: list[Path], img_size: int | None):
     """Images of ``class_dirs[i]`` get label ``i`` (a missing folder simply contributes none)."""
     from PIL import Image
     xs, ys, mode = [], [], None
-    files = [(f, i) for i, c in enumerate(class_dirs) if c.is_dir()
-             for f in sorted(c.rglob("*")) if f.suffix.lower() in IMG_EXT]
+    files = [(c / f, i) for i, c in enumerate(class_dirs) if c.is_dir() for f in image_files(c)]
     if not files:
         raise DatasetMissing(f"no images ({', '.join(sorted(IMG_EXT))}) under {class_dirs[0].parent}")
     skipped: list[tuple[Path, str]] = []

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nas.data.datasets import (IMG_EXT, DatasetMissing, ImageSet, folder_layout, load_dataset,
+from nas.data.datasets import (IMG_EXT, DatasetMissing, ImageSet, folder_layout, image_files, load_dataset,
                                split_rows)
 
 __all__ = ["ImageFolder", "scan_folder", "open_dataset", "is_offline_set", "TEST_FRACTION"]
@@ -114,15 +114,7 @@ def _list_images(class_dirs: list[Path]) -> tuple[np.ndarray, np.ndarray, np.nda
     for k, d in enumerate(class_dirs):
         if not d.is_dir():
             continue
-        rel: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
-            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
-            sub = os.path.relpath(dirpath, d)
-            for f in filenames:
-                if os.path.splitext(f)[1].lower() in IMG_EXT and not f.startswith("."):
-                    rel.append(f if sub == "." else os.path.join(sub, f))
-        rel.sort()
-        enc = [r.encode("utf-8", "surrogateescape") for r in rel]
+        enc = [r.encode("utf-8", "surrogateescape") for r in image_files(d)]
         chunks.append(b"".join(enc))
         lengths.extend(map(len, enc))
         labels.extend([k] * len(enc))

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.core.files import atomic_write_text
-from nas.latency.calibration import Calibration, calibration_path
-from nas.latency.measure import make_profiler, measure_archs
+from nas.core.files import atomic_write_text, claim_output, exclusive
+from nas.core.values import NONNEGATIVE_INT, POSITIVE_INT, WHOLE
+from nas.latency.calibration import Calibration, CalibrationError, calibration_path
+from nas.latency.measure import make_profiler, measure_archs, table_key
 from nas.latency.predictor import LatencyPredictor, MissingLatencyError, resolve_table
+from nas.latency.tables import check_measurable_here
 
 __all__ = ["calibrate", "format_report", "VARIANTS"]
 
@@ -27,23 +29,40 @@ VARIANTS = ("s0", "s1", "s2", "l")
 def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: int = 0,
               threads: int | None = None, out_dir: str | Path = "runs/calibrate", root=None,
               progress: bool = True, allow_foreign: bool | None = None) -> Calibration:
-    """Measure S0/S1/S2/L (those in the table's space) and ``n_random`` random subnets, fit, store."""
+    """Measure S0/S1/S2/L (those in the table's space) and ``n_random`` random subnets, fit, store.
+
+    The table must be one this machine can measure networks for (not a reference device's, which ships
+    as it is); its calibration file and ``out_dir`` are claimed before anything is measured, and the
+    table's lock is held until the calibration is written."""
+    n_random = NONNEGATIVE_INT.check("n_random", n_random)
+    seed = WHOLE.check("seed", seed)
+    if threads is not None:
+        threads = POSITIVE_INT.check("threads", threads)
     path = resolve_table(target, runtime, root)
-    pred = LatencyPredictor.from_table(path, calibrated=False, allow_foreign=allow_foreign)
+    pred = LatencyPredictor.from_table(path, calibrated=False, verify="probe", allow_foreign=allow_foreign)
+    check_measurable_here(path, pred.meta, "calibrate")
+    claim_output(calibration_path(path))
+    claim_output(out_dir, folder=True)
     space = pred.space
     archs = [space.canonical(v) for v in VARIANTS if space.fits(v)]
     archs += [space.sample(seed * 100_003 + i) for i in range(n_random)]
+    if len(archs) < 3:
+        k = len(archs) - n_random
+        raise CalibrationError(f"a calibration needs at least 3 networks: the space {space.name!r} holds {k} "
+                               f"published variant(s), so ask for at least {3 - k} random subnets (--n)")
     missing = pred.missing_keys(archs)
     if missing:
         raise MissingLatencyError(missing, pred.fill_hint())
     device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
     profiler = make_profiler(device, rt, threads or pred.meta.get("threads"), pred.meta.get("settings"))
-    out_csv = Path(out_dir) / f"{Path(path).name.removesuffix('.csv')}.networks.csv"
-    rows = measure_archs(archs, profiler, out_csv, pred.img_size, pred.num_classes, desc="calibration networks",
-                         probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"), progress=progress)
-    groups = np.array([pred.group_sums(a)[0] for a in archs])
-    cal = Calibration.fit(groups, rows["p50_ms"].to_numpy(), archs=[a.to_dict() for a in archs])
-    atomic_write_text(calibration_path(path), json.dumps(cal.to_dict(), indent=1))
+    with exclusive(path, "latency table", folder=False):     # the table and its calibration: one writer
+        rows = measure_archs(archs, profiler, out_dir, f"{Path(path).name.removesuffix('.csv')}.networks",
+                             pred.img_size, pred.num_classes, desc="calibration networks",
+                             table=table_key(path, pred.meta),
+                             probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"), progress=progress)
+        groups = np.array([pred.group_sums(a)[0] for a in archs])
+        cal = Calibration.fit(groups, rows["p50_ms"].to_numpy(), archs=[a.to_dict() for a in archs])
+        atomic_write_text(calibration_path(path), json.dumps(cal.to_dict(), indent=1))
     return cal
 
 

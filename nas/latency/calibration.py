@@ -20,7 +20,6 @@ no prediction can be zero or negative, nor stray far from what was measured, wha
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from nas.core.errors import UserError
+from nas.core.files import parsing, read_json
 
 __all__ = ["Calibration", "CalibrationError", "GROUPS", "KIND_GROUP", "MODELS", "calibration_path",
            "load_calibration"]
@@ -210,8 +210,7 @@ class Calibration:
 def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration file; :class:`CalibrationError` naming the file when it cannot be used."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CalibrationError(f"{path} is not valid JSON ({e}); delete it and run python -m nas.calibrate") from None
-    return Calibration.from_dict(d, str(path))
+    fix = "delete it and run python -m nas.calibrate"
+    d = read_json(path, "calibration", CalibrationError, fix=fix)
+    with parsing(path, "calibration", CalibrationError, fix):
+        return Calibration.from_dict(d, str(path))

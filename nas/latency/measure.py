@@ -1,13 +1,14 @@
 """End-to-end measurement of whole networks on a table's runtime (for calibration and validation).
 
-Each measured network is appended to a CSV as soon as it is done, so a killed run resumes where it
-stopped; networks are built from their architecture with :class:`models.EfficientFormerV2` and timed
+Each measured network is appended to a journal (:mod:`nas.core.journal`) as soon as it is done, so a killed
+run resumes where it stopped; the journal is keyed by everything that produced its rows, so a run with other
+settings measures again instead of replaying them. Networks are built from their architecture with :class:`models.EfficientFormerV2` and timed
 with the same profiler plugin and protocol as the table's blocks.
 """
 from __future__ import annotations
 
-import csv
 import json
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -16,14 +17,16 @@ import numpy as np
 import pandas as pd
 
 from models import EfficientFormerV2
+from nas.core.journal import Journal, JournalError
 from nas.space.arch import Arch
 from nas.space.units import probe_units
 from profilers import get_profiler
 from profilers.batch import measure_modules
 from profilers.devices import get_device
+from profilers.host import host_id
 from profilers.probe import Probe
 
-__all__ = ["make_profiler", "measure_archs", "fidelity", "archs_from_csv"]
+__all__ = ["make_profiler", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv", "COLUMNS"]
 
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
 
@@ -39,45 +42,83 @@ def make_profiler(device: str, runtime: str | None = None, threads: int | None =
     return cls(dev, threads=threads, **cls.options_from_settings(settings or {}))
 
 
-def measure_archs(archs: Sequence[Arch], profiler, out_csv: str | Path, img_size: int = 224,
-                  num_classes: int = 1000, desc: str = "measuring networks",
+def measurement_settings(profiler, img_size: int, num_classes: int, *, table: dict | None = None,
+                         probe_reference: dict | None = None, correct_drift: bool = False) -> dict:
+    """Everything that decides what an end-to-end measurement of a network gives: the device, runtime and
+    its version, precision, threads, cores and runtime settings of ``profiler``, its protocol, this host
+    (for a device measured here), the resolution and classes, the probe reference and drift correction,
+    and ``table`` (what identifies the table the measurements serve). A file of measured networks is keyed
+    by it (:meth:`nas.core.journal.Journal.keyed`)."""
+    dev = profiler.device
+    return {"device": dev.name, "runtime": profiler.name, "runtime_version": profiler.runtime_version(),
+            "precision": dev.precision, "threads": profiler.threads, "cpus": profiler.cpus,
+            "settings": profiler.settings(), "protocol": profiler.protocol.to_dict(),
+            "host": host_id() if dev.connection_type == "local" else dev.connection_type,
+            "img_size": int(img_size), "num_classes": int(num_classes), "table": table,
+            "probe_reference": probe_reference, "correct_drift": bool(correct_drift)}
+
+
+def table_key(path: str | Path, meta: dict) -> dict:
+    """What identifies a table for the measurements that serve it: its path and when it was created."""
+    return {"path": str(Path(path).resolve()), "created": meta.get("created")}
+
+
+def _record(journal: Journal, line: int, r: dict) -> dict:
+    """A measured-network row checked: the arch parses, ``p50_ms`` is a finite positive number and the
+    other numbers are numbers (or empty)."""
+    try:
+        Arch.from_json(r["arch"])
+        out = {"arch": r["arch"], "measured_at": r["measured_at"]}
+        for c in COLUMNS:
+            if c in ("arch", "measured_at"):
+                continue
+            out[c] = float(r[c]) if r[c] != "" else float("nan")
+        if not (math.isfinite(out["p50_ms"]) and out["p50_ms"] > 0):
+            raise ValueError("p50_ms must be a finite positive number")
+    except (ValueError, KeyError) as e:
+        raise JournalError(f"{journal.what} {journal.path}, line {line}: not a measured network ({e}); "
+                           f"{journal.fix}") from None
+    return out
+
+
+def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str, img_size: int = 224,
+                  num_classes: int = 1000, desc: str = "measuring networks", *, table: dict | None = None,
                   probe_reference: dict | None = None, progress: bool = True,
                   batch_size: int = 4, correct_drift: bool = False) -> pd.DataFrame:
-    """Measure every arch end to end (resuming from ``out_csv``); returns the rows for ``archs``.
+    """Measure every arch end to end and return the rows for ``archs`` (columns :data:`COLUMNS`).
 
-    Networks are measured in interleaved batches with the probe units (:mod:`profilers.batch`). With
-    ``correct_drift`` and a ``probe_reference`` (a table's recorded probe medians), a batch during which
-    the host was steadily off that reference is divided by the factor (``probe_factor``, kept in the CSV
-    beside each row; 1 when not corrected).
+    Rows are kept in a journal in ``folder`` named ``{stem}-{digest}.csv``, the digest of
+    :func:`measurement_settings` (written beside it as JSON): a killed run resumes where it stopped, and a
+    run with other settings (threads, runtime, table, ...) measures again instead of replaying numbers
+    those settings did not produce. Networks are measured in interleaved batches with the probe units
+    (:mod:`profilers.batch`). With ``correct_drift`` and a ``probe_reference`` (a table's recorded probe
+    medians), a batch during which the host was steadily off that reference is divided by the factor
+    (``probe_factor``, kept beside each row; 1 when not corrected).
     """
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    done = pd.read_csv(out_csv) if out_csv.exists() and out_csv.stat().st_size else pd.DataFrame(columns=COLUMNS)
-    have = set(done["arch"])
-    todo = [a for a in archs if a.to_json() not in have]
+    settings = measurement_settings(profiler, img_size, num_classes, table=table, probe_reference=probe_reference,
+                                    correct_drift=correct_drift)
+    journal = Journal.keyed(folder, stem, COLUMNS, settings, what="measured networks",
+                            fix="delete it to measure those networks again")
+    done = {r["arch"] for r in journal.records()}
+    todo = [a for a in archs if a.to_json() not in done]
     if todo:
-        new_file = not out_csv.exists() or not out_csv.stat().st_size
         probe = Probe(probe_units(), reference=dict(probe_reference) if probe_reference else None)
 
         def build(arch):
             return lambda: (EfficientFormerV2(arch.net_config(num_classes), img_size=img_size),
                             (1, 3, img_size, img_size))
 
-        with open(out_csv, "a", newline="") as f:
-            w = csv.writer(f)
-            if new_file:
-                w.writerow(COLUMNS)
-
+        with journal:
             def on_result(key, st, factor):
-                w.writerow([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,
-                            time.strftime("%Y-%m-%dT%H:%M:%S"), round(float(factor), 5)])
-                f.flush()
+                journal.append([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,
+                                time.strftime("%Y-%m-%dT%H:%M:%S"), round(float(factor), 5)])
 
             measure_modules(profiler, [(a.to_json(), build(a)) for a in todo], probe, batch_size=batch_size,
                             progress=progress, desc=desc, on_result=on_result, correct_drift=correct_drift)
-        done = pd.read_csv(out_csv)
-    by_arch = done.drop_duplicates("arch", keep="last").set_index("arch")
-    return by_arch.loc[[a.to_json() for a in archs]].reset_index()
+    rows = {}
+    for i, r in enumerate(journal.records(), start=2):
+        rows[r["arch"]] = _record(journal, i, r)
+    return pd.DataFrame([rows[a.to_json()] for a in archs], columns=COLUMNS)
 
 
 def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict:

@@ -25,9 +25,9 @@ from profilers.devices import DeviceError, get_device
 from profilers.host import differences, fingerprint
 from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck, check_probe
 from profilers.stats import Protocol
-from profilers.table import TableError, table_path, tables_dir
+from profilers.table import TableError, table_connection, table_path, tables_dir
 
-__all__ = ["resolve_table", "verify_host", "check_host", "measure_probe", "ForeignTableError", "ForeignTableWarning",
+__all__ = ["resolve_table", "verify_host", "check_measurable_here", "check_host", "measure_probe", "ForeignTableError", "ForeignTableWarning",
            "HostCheck", "is_local", "profile_command", "ALLOW_ENV"]
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,17 @@ class ForeignTableWarning(UserWarning):
 
 def is_local(meta: dict) -> bool:
     """Whether the table with metadata ``meta`` is of a device measured where it runs (``local``)."""
-    conn = ((meta.get("device_entry") or {}).get("connection") or {}).get("type")
-    if conn:
-        return conn == "local"
-    try:
-        return get_device(str(meta.get("device"))).connection_type == "local"
-    except DeviceError:
-        return False
+    return table_connection(meta) == "local"
+
+
+def check_measurable_here(path: str | Path, meta: dict, command: str) -> None:
+    """:class:`TableError` when the table at ``path`` is a reference device's: it was measured on another
+    machine and ships as it is, so networks measured here cannot calibrate or validate it."""
+    if table_connection(meta) == "reference":
+        of = ((meta.get("device_entry") or {}).get("connection") or {}).get("of") or "local-cpu"
+        raise TableError(f"{path} is the table of the reference device {meta.get('device')!r}: it was measured on "
+                         f"another machine and ships as it is, so networks timed here cannot {command} it. To "
+                         f"{command} this machine's table: --target {of}")
 
 
 def profile_command(meta: dict) -> str:
@@ -65,13 +69,22 @@ def profile_command(meta: dict) -> str:
     return f"python -m profilers.{rt} --device {dev}{extra} (then python -m nas.calibrate --target {dev})"
 
 
+#: what a user without the device can search with (said when a device's table is missing)
+TRY_WITHOUT_A_DEVICE = ("to try the search without the device, use --target local-cpu (this machine, measured on "
+                        "first use) or --target ref-epyc (a table shipped with the package)")
+
+
 def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=None) -> Path:
     """A table path from a path (``*.csv``) or a device name (and optional runtime, default the device's).
 
-    A missing table is a :class:`profilers.table.TableError` naming the command that makes it.
+    A missing table is a :class:`profilers.table.TableError` saying what measures it (the device's plugin:
+    :meth:`profilers.base.Profiler.how_to_measure`) and how to search without the device; a runtime the
+    device is not profiled with is refused.
     """
     p = Path(str(path_or_device))
     if p.suffix == ".csv":
+        if p.is_dir():
+            raise TableError(f"latency table {p} is a folder, not a CSV file")
         if not p.exists():
             raise TableError(f"latency table {p} does not exist")
         return p
@@ -80,6 +93,9 @@ def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=N
         dev = get_device(device)
     except DeviceError as e:
         raise TableError(f"no latency table for {device!r}: {e}") from None
+    if runtime is not None and runtime not in dev.runtimes:
+        raise TableError(f"device {device!r} is profiled with {', '.join(dev.runtimes)}, not {runtime!r}; pass one "
+                         f"of those as the runtime")
     rt = runtime or dev.runtime
     path = table_path(device, rt, root)
     if path.exists():
@@ -91,10 +107,12 @@ def resolve_table(path_or_device: str | Path, runtime: str | None = None, root=N
         if len(found) > 1:
             names = ", ".join(f.name.split(".")[1] for f in found)
             raise TableError(f"device {device!r} has tables for several runtimes ({names}); pass a runtime")
-    where = "this host's table" if dev.connection_type == "local" else "a table"
+    local = dev.connection_type == "local"
+    where = "this host's table" if local else "its table"
     raise TableError(f"no latency table for device {device!r} at {path}. Make {where} with: "
-                     f"python -m profilers.{rt} --device {device}"
-                     + (" (python -m nas.search does it on first use)" if dev.connection_type == "local" else ""))
+                     f"{get_profiler(rt).how_to_measure(dev)}"
+                     + (" (python -m nas.search does it on first use)" if device == "local-cpu" else "")
+                     + ("" if local and device == "local-cpu" else f"; {TRY_WITHOUT_A_DEVICE}"))
 
 
 def measure_probe(device: str, runtime: str, threads: int | None = None, protocol: dict | None = None,
@@ -169,7 +187,6 @@ def verify_host(path: str | Path, meta: dict, *, probe: bool = False, tolerance:
         allow_foreign = os.environ.get(ALLOW_ENV, "") not in ("", "0")
     if allow_foreign:
         warnings.warn("USING ANOTHER MACHINE'S TABLE ON PURPOSE: " + msg, ForeignTableWarning, stacklevel=3)
-        log.warning("using another machine's table on purpose: %s", msg)
         return check
     raise ForeignTableError(msg + f"; or, to use it anyway, pass allow_foreign=True / --allow-foreign-table "
                                   f"(or set {ALLOW_ENV}=1)")

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nas.core.files import atomic_open, claim_output, exclusive
 from nas.core.plotting import pyplot, save_figure
-from nas.latency.measure import fidelity, make_profiler, measure_archs
+from nas.core.values import NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WHOLE
+from nas.latency.measure import fidelity, make_profiler, measure_archs, table_key
 from nas.latency.predictor import LatencyPredictor, resolve_table
-from nas.latency.tables import check_host, profile_command
+from nas.latency.tables import check_host, check_measurable_here, profile_command
 from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
 
 __all__ = ["validate", "quick_check", "repeatability", "QuickReport", "format_report", "plot", "VALIDATION_SEED", "QUICK_N"]
@@ -60,34 +63,45 @@ def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = 
              predictor: LatencyPredictor | None = None, repeat: int = 20, progress: bool = True,
              allow_foreign: bool | None = None) -> dict:
     """Measure ``n`` held-out random subnets, compare with the predictor, and measure the first
-    ``repeat`` of them a second time for the repeatability ceiling. Returns the report dict."""
+    ``repeat`` of them a second time for the repeatability ceiling. Returns the report dict. ``out_dir`` is
+    claimed (and locked) before anything is measured."""
+    n = POSITIVE_INT.check("n", n)
+    repeat = NONNEGATIVE_INT.check("repeat", repeat)
+    seed = WHOLE.check("seed", seed)
+    if threads is not None:
+        threads = POSITIVE_INT.check("threads", threads)
     path = resolve_table(target, runtime, root)
-    pred = predictor or LatencyPredictor.from_table(path, allow_foreign=allow_foreign)
+    pred = predictor or LatencyPredictor.from_table(path, verify="probe", allow_foreign=allow_foreign)
+    check_measurable_here(path, pred.meta, "validate")
+    out = claim_output(out_dir, folder=True)
     archs = _held_out_archs(pred, n, seed)
     predicted = pred.predict_many(archs)            # raises on missing keys before any measuring
     device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
     profiler = make_profiler(device, rt, threads or pred.meta.get("threads"), pred.meta.get("settings"))
     ref = (pred.meta.get("probe") or {}).get("p50_ms")
     stem = Path(path).name.removesuffix(".csv")
-    out = Path(out_dir)
-    rows = measure_archs(archs, profiler, out / f"{stem}.networks.csv", pred.img_size, pred.num_classes,
-                         desc="validation networks", probe_reference=ref, progress=progress)
-    measured = rows["p50_ms"].to_numpy()
-    rows["predicted_ms"] = predicted
-    report = fidelity(predicted, measured)
-    report["calibrated"] = pred.calibration is not None
-    factors = rows["probe_factor"].to_numpy(float) if "probe_factor" in rows else np.array([])
-    if len(factors) and np.isfinite(factors).any() and (np.nan_to_num(factors, nan=1.0) != 1.0).any():
-        report["host_speed_vs_table_pct"] = [float((np.nanmin(factors) - 1) * 100), float((np.nanmax(factors) - 1) * 100)]
-    k = min(int(repeat), len(archs))
-    if k >= 2:
-        again = measure_archs(archs[:k], profiler, out / f"{stem}.networks-repeat.csv", pred.img_size,
-                              pred.num_classes, desc="the same networks again", probe_reference=ref,
-                              progress=progress)
-        rows["repeat_ms"] = list(again["p50_ms"]) + [np.nan] * (len(rows) - k)
-        report["ceiling"] = repeatability(measured[:k], again["p50_ms"].to_numpy())
-    rows.to_csv(out / f"{stem}.validation.csv", index=False)
-    report["plot"] = str(plot(predicted, measured, out / f"{stem}.validation.png", report, stem))
+    key = table_key(path, pred.meta)
+    with exclusive(out, "validation results in", folder=True):
+        rows = measure_archs(archs, profiler, out, f"{stem}.networks", pred.img_size, pred.num_classes,
+                             desc="validation networks", table=key, probe_reference=ref, progress=progress)
+        measured = rows["p50_ms"].to_numpy()
+        rows["predicted_ms"] = predicted
+        report = fidelity(predicted, measured)
+        report["calibrated"] = pred.calibration is not None
+        factors = rows["probe_factor"].to_numpy(float)
+        if len(factors) and np.isfinite(factors).any() and (np.nan_to_num(factors, nan=1.0) != 1.0).any():
+            report["host_speed_vs_table_pct"] = [float((np.nanmin(factors) - 1) * 100),
+                                                 float((np.nanmax(factors) - 1) * 100)]
+        k = min(repeat, len(archs))
+        if k >= 2:
+            again = measure_archs(archs[:k], profiler, out, f"{stem}.networks-repeat", pred.img_size,
+                                  pred.num_classes, desc="the same networks again", table=key, probe_reference=ref,
+                                  progress=progress)
+            rows["repeat_ms"] = list(again["p50_ms"]) + [np.nan] * (len(rows) - k)
+            report["ceiling"] = repeatability(measured[:k], again["p50_ms"].to_numpy())
+        with atomic_open(out / f"{stem}.validation.csv", "w") as f:
+            rows.to_csv(f, index=False)
+        report["plot"] = str(plot(predicted, measured, out / f"{stem}.validation.png", report, stem))
     return report
 
 
@@ -143,7 +157,8 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
                 progress: bool = False) -> QuickReport:
     """Re-measure the probe and ``n`` networks (under a minute on a CPU) and judge whether the table
     still describes this host. Never raises for a foreign table: that is a verdict."""
-    import time
+    n = POSITIVE_INT.check("n", n)
+    tolerance = POSITIVE_FLOAT.check("tolerance", tolerance)
     t0 = time.perf_counter()
     path = resolve_table(target, runtime, root)
     pred = LatencyPredictor.from_table(path, verify="none")
@@ -163,7 +178,7 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
     archs = _held_out_archs(pred, n, VALIDATION_SEED + 1)
     profiler = make_profiler(device, rt, meta.get("threads"), meta.get("settings"))
     with tempfile.TemporaryDirectory() as d:
-        rows = measure_archs(archs, profiler, Path(d) / "quick.csv", pred.img_size, pred.num_classes,
+        rows = measure_archs(archs, profiler, d, "quick", pred.img_size, pred.num_classes,
                              desc="quick check", probe_reference=ref, progress=progress, batch_size=n)
     predicted = pred.predict_many(archs)
     rep.networks = fidelity(predicted, rows["p50_ms"].to_numpy())

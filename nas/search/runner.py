@@ -15,9 +15,13 @@ replays its finished steps from the cache and goes on where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +32,19 @@ import torch
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from nas.core.distributed import init_distributed, launch, local_cores
-from nas.core.files import Busy, atomic_write_text, exclusive, file_digest
+from nas.core.files import Busy, atomic_write_text, claim_output, exclusive, file_digest, read_json
 from nas.core.stats import A_BETTER, B_BETTER, binomial_stderr, paired_bootstrap
 from nas.data.datasets import FMNIST_INSTALL
 from nas.data.folder import open_dataset
 from nas.export.subnet import FORMATS, export_subnet
 from nas.latency.local_tables import ensure_local_table
-from nas.latency.measure import make_profiler, measure_archs
+from nas.latency.calibration import calibration_path
+from nas.latency.measure import make_profiler, measure_archs, table_key
 from nas.latency.predictor import LatencyPredictor
 from nas.latency.tables import is_local, resolve_table
-from nas.search.actions import PAPER_ACTIONS
+from nas.core.values import (FLAG, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, TEXT, WHOLE, check_settings,
+                             letters, one_of, setting)
+from nas.search.actions import ACTION_KINDS, PAPER_ACTIONS
 from nas.search.base import SearchError, SearchOutcome, SearchStrategy, list_strategies, strategy_class
 from nas.search.cache import EvaluationCache
 from nas.search.evaluator import DistributedAccuracy
@@ -54,7 +61,7 @@ from nas.training import TrainConfig, train
 from nas.training.config import default_space
 from profilers.base import ProfilerUnavailable
 from profilers.devices import DeviceError, get_device
-from profilers.table import TableError
+from profilers.table import host_tables_dir, read_meta
 
 __all__ = ["SearchConfig", "run_search", "DEFAULT_SUPERNET", "DEFAULT_EVALS"]
 
@@ -62,6 +69,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SUPERNET = "runs/supernet"
 DEFAULT_EVALS = 200
+#: what a search folder records of the search whose results it holds
+RUN_RECORD = "run.json"
+#: files that only a search's results are
+RESULTS = ("summary.json", "best_arch.json", "comparison.csv", "export")
 BOOTSTRAP_RESAMPLES = 10_000
 CONFIDENCE = 0.95
 
@@ -92,35 +103,54 @@ class SearchConfig:
     Outputs go to ``out_dir`` (default ``runs/search/{device}.{runtime}``): the chosen architecture is
     exported to ``formats`` when ``export``, and the picks are measured end to end (with
     ``measure_threads`` threads, default the device's) when ``measure`` and the target's runtime can run
-    here. ``threads``: torch threads per process (default: cores / processes).
+    here. ``threads``: torch threads per process (default: cores / processes). A folder holds the results
+    of one search (:meth:`identity`, recorded in its ``run.json``): the same settings again resume it,
+    other settings are refused unless ``overwrite``, which replaces its results.
+
+    Every value is checked when the config is made, with the same rules as the command line's
+    (:mod:`nas.core.values`): a :class:`~nas.search.base.SearchError` names the first impossible one.
     """
 
-    target: str = "local-cpu"
-    runtime: str | None = None
-    supernet: str | None = None
-    strategy: str = "paper"
-    params_budget: float | None = None
-    latency_budget: float | None = None
-    actions: str = PAPER_ACTIONS
-    reevaluate: str = "lazy"
-    evals: int | None = None
-    storage: str | None = None
-    study_name: str | None = None
-    heldout: int = 4000
-    final_heldout: int = 6000
-    calib_batches: int = 2
-    batch_size: int = 64
-    max_steps: int = 1000
-    out_dir: str | None = None
-    export: bool = True
+    target: str = setting("local-cpu", TEXT)
+    runtime: str | None = setting(None, TEXT, optional=True)
+    supernet: str | None = setting(None, TEXT, optional=True)
+    strategy: str = setting("paper", TEXT)
+    params_budget: float | None = setting(None, POSITIVE_FLOAT, optional=True,
+                                          help="millions of parameters (deployed network)")
+    latency_budget: float | None = setting(None, POSITIVE_FLOAT, optional=True,
+                                           help="ms on the target (default, when no budget is given: S0's "
+                                                "predicted latency)")
+    actions: str = setting(PAPER_ACTIONS, letters("".join(ACTION_KINDS), "C width, N depth, E ratio, A attention"),
+                           help="action kinds: C width, N depth, E ratio, A attention")
+    reevaluate: str = setting("lazy", one_of(("lazy", "all")),
+                              help="paper loop: re-evaluate every action each step (all), or lazily in order of "
+                                   "the last measured score until the best is fresh (lazy)")
+    evals: int | None = setting(None, POSITIVE_INT, optional=True,
+                                help="accuracy evaluations for nsga2/random (default: as many as the paper loop "
+                                     "used, or 200)")
+    storage: str | None = setting(None, TEXT, optional=True,
+                                  help="Optuna storage URL for NSGA-II (share one study between workers)")
+    study_name: str | None = setting(None, TEXT, optional=True,
+                                     help="Optuna study name (default derived from target and budgets)")
+    heldout: int = setting(4000, POSITIVE_INT, help="held-out test images per accuracy evaluation")
+    final_heldout: int = setting(6000, NONNEGATIVE_INT,
+                                 help="other test images on which the picks are finally compared (0: skip)")
+    calib_batches: int = setting(2, POSITIVE_INT, help="training batches for BN recalibration")
+    batch_size: int = setting(64, POSITIVE_INT, help="calibration batch size")
+    max_steps: int = setting(1000, POSITIVE_INT, help="paper loop: steps at most")
+    out_dir: str | None = setting(None, TEXT, optional=True, help="default runs/search/{device}.{runtime}")
+    export: bool = setting(True, FLAG)
     formats: tuple[str, ...] = FORMATS
-    measure: bool = True
-    measure_threads: int | None = None
-    allow_foreign_table: bool = False
-    seed: int = 0
-    threads: int | None = None
-    progress: bool = True
-    plot: bool = True
+    measure: bool = setting(True, FLAG)
+    measure_threads: int | None = setting(None, POSITIVE_INT, optional=True,
+                                          help="override the device's thread count when measuring")
+    allow_foreign_table: bool = setting(False, FLAG)
+    overwrite: bool = setting(False, FLAG)
+    seed: int = setting(0, WHOLE)
+    threads: int | None = setting(None, POSITIVE_INT, optional=True,
+                                  help="torch threads per process (default: cores / processes)")
+    progress: bool = setting(True, FLAG)
+    plot: bool = setting(True, FLAG)
 
     def __post_init__(self):
         for name in ("target", "supernet", "out_dir"):
@@ -131,11 +161,22 @@ class SearchConfig:
             object.__setattr__(self, "formats", tuple(f.strip() for f in self.formats.split(",") if f.strip()))
         else:
             object.__setattr__(self, "formats", tuple(self.formats))
+        check_settings(self, SearchError)
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise SearchError(f"formats must be one or more of {', '.join(FORMATS)}, got {list(self.formats)}")
         if self.strategy != "all" and self.strategy not in list_strategies():
             raise SearchError(f"unknown search strategy {self.strategy!r}; choose one of "
                               f"{', '.join(list_strategies())} or all")
-        if self.reevaluate not in ("lazy", "all"):
-            raise SearchError(f"reevaluate must be 'lazy' or 'all', got {self.reevaluate!r}")
+
+    #: the settings that decide a search's picks and numbers (with the supernet's and the table's content)
+    IDENTITY = ("strategy", "params_budget", "latency_budget", "actions", "reevaluate", "evals", "storage",
+                "study_name", "heldout", "final_heldout", "calib_batches", "batch_size", "max_steps", "seed")
+
+    def identity(self) -> dict:
+        """The settings that decide a search's picks and numbers (:data:`IDENTITY`); with the content of the
+        supernet and of the table, what a run folder's results are of (``run.json``)."""
+        return {k: getattr(self, k) for k in self.IDENTITY}
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -162,15 +203,61 @@ class _Setup:
 
 def run_search(config: SearchConfig) -> dict | None:
     """Run the search ``config`` describes; its summary (also written as ``summary.json``) on rank 0,
-    None on the other ranks of a ``torchrun`` group (they evaluate accuracies for rank 0)."""
+    None on the other ranks of a ``torchrun`` group (they evaluate accuracies for rank 0).
+
+    Before any long work (profiling this host's table, training the supernet, searching), rank 0 claims
+    its outputs: the results folder (created, probe-written and locked for the whole run), the folder a
+    supernet to train goes to and this host's table folder."""
     config = dataclasses.replace(config, supernet=resolve_supernet(config.supernet))
-    try:                                    # before any training: a missing table is the first thing to say
-        table = _prepare_table(config)
-        pred = LatencyPredictor.from_table(table, allow_foreign=config.allow_foreign_table or None)
-    except FileNotFoundError as e:
-        raise SearchError(str(e)) from None
+    device, runtime = _target_names(config)
+    out = Path(config.out_dir or f"runs/search/{device}.{runtime}")
+    with contextlib.ExitStack() as held:
+        if int(os.environ.get("RANK", "0")) == 0:
+            _claim_outputs(config, out)
+            try:
+                held.enter_context(exclusive(out, "search results in", folder=True))
+            except Busy as e:
+                raise SearchError(f"{e} (--out-dir)") from None
+        return _run(config, out, device, runtime)
+
+
+def _target_names(config: SearchConfig) -> tuple[str, str]:
+    """The device and runtime a search's table is of, from the settings alone (no profiling): a table path's
+    metadata, or the device entry (a missing table of a device that is not this machine is said here)."""
+    if Path(config.target).suffix != ".csv":
+        try:
+            dev = get_device(config.target)
+        except DeviceError as e:
+            raise SearchError(f"{e}; or give a table CSV path as --target") from None
+        if config.runtime is not None and config.runtime not in dev.runtimes:
+            raise SearchError(f"device {dev.name!r} is profiled with {', '.join(dev.runtimes)}, not "
+                              f"{config.runtime!r}; pass one of those as --runtime")
+        if dev.connection_type == "local" and not os.environ.get("EFFV2_TABLES"):
+            return dev.name, config.runtime or dev.runtime       # this host's table: made on first use
+    path = resolve_table(config.target, config.runtime)
+    meta = read_meta(path)
+    parts = path.name.split(".")
+    return (str(meta.get("device") or parts[0]),
+            str(meta.get("runtime") or (parts[1] if len(parts) == 3 else config.runtime or "table")))
+
+
+def _claim_outputs(config: SearchConfig, out: Path) -> None:
+    """Create and probe-write every folder the search will write (:func:`nas.core.files.claim_output`)."""
+    claim_output(out, folder=True)
+    if not checkpoint_file(config.supernet).exists() and Path(config.supernet) == Path(DEFAULT_SUPERNET):
+        claim_output(DEFAULT_SUPERNET, folder=True)          # the supernet is trained there first
+    if Path(config.target).suffix != ".csv" and not os.environ.get("EFFV2_TABLES"):
+        if get_device(config.target).connection_type == "local":
+            claim_output(host_tables_dir(), folder=True)      # this host's table may be measured there
+
+
+def _run(config: SearchConfig, out: Path, device: str, runtime: str) -> dict | None:
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    table, probed = _prepare_table(config)    # before any training: a missing table is the first thing to say
+    pred = LatencyPredictor.from_table(table, verify="probe" if rank0 and not probed else "fingerprint",
+                                       allow_foreign=config.allow_foreign_table or None)
     _ensure_supernet(config)
-    rank, world, device = init_distributed()
+    rank, world, dev = init_distributed()
     torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
     net, meta = load_supernet(config.supernet)
     space = net.space
@@ -180,7 +267,7 @@ def run_search(config: SearchConfig) -> dict | None:
     if missing:
         raise SearchError(f"the table {table} (space {pred.meta.get('space', '?')!r}) lacks {len(missing)} units "
                           f"of the supernet's space {space.name!r} (e.g. {missing[0]}); {pred.fill_hint()}")
-    net.to(device)
+    net.to(dev)
     dataset = meta.get("dataset", "fashion-mnist")
     heldout, final_heldout = _split_test(dataset, config.heldout, config.final_heldout, log if rank == 0 else None)
     evaluator = SubnetEvaluator.from_dataset(net, dataset, heldout=heldout,
@@ -204,7 +291,7 @@ def run_search(config: SearchConfig) -> dict | None:
         return None
     setup = _Setup(table, pred, net, meta, evaluator, final, pool, world)
     try:
-        return _search_rank0(config, setup)
+        return _Search(config, setup, out, device, runtime).run()
     finally:
         pool.close()
 
@@ -277,33 +364,17 @@ def _supernet_space(path: str) -> SearchSpace:
     return checkpoint_space(load_checkpoint(path)["meta"])        # the space only: no model is built
 
 
-def _prepare_table(config: SearchConfig) -> Path:
-    """The target's table path. A ``local`` device's table is this host's: made (profiled and calibrated)
-    on first use, and its probe checked against this host otherwise."""
+def _prepare_table(config: SearchConfig) -> tuple[Path, bool]:
+    """The target's table path, and whether this host's probe was checked against it on the way. A
+    ``local`` device's table is this host's: made (profiled and calibrated) on first use, and its probe
+    checked against this host otherwise."""
     if Path(config.target).suffix == ".csv" or os.environ.get("EFFV2_TABLES"):
-        return resolve_table(config.target, config.runtime)
-    try:
-        dev = get_device(config.target)
-    except DeviceError as e:
-        raise TableError(str(e)) from None
-    if dev.connection_type != "local":
-        return resolve_table(config.target, config.runtime)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:               # N processes do not profile: it must exist
-        return resolve_table(config.target, config.runtime)
+        return resolve_table(config.target, config.runtime), False
+    dev = get_device(config.target)
+    if dev.connection_type != "local" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return resolve_table(config.target, config.runtime), False   # N processes do not profile: it must exist
     return ensure_local_table(dev.name, config.runtime, _supernet_space(config.supernet), progress=config.progress,
-                              allow_foreign=config.allow_foreign_table or None)
-
-
-def _search_rank0(config: SearchConfig, setup: _Setup) -> dict:
-    dev = setup.pred.meta.get("device", config.target)
-    rt = setup.pred.meta.get("runtime", config.runtime)
-    out = Path(config.out_dir or f"runs/search/{dev}.{rt}")
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with exclusive(out, "search results in"):         # one search per output folder
-            return _Search(config, setup, out, dev, rt).run()
-    except Busy as e:
-        raise SearchError(f"{e} (--out-dir)") from None
+                              allow_foreign=config.allow_foreign_table or None), True
 
 
 class _Search:
@@ -314,6 +385,11 @@ class _Search:
         self.device, self.runtime = device, runtime
         self.final_scores: dict[str, dict] = {}       # a pick's final accuracy and its standard error
         self.comparisons: list[dict] = []               # paired bootstrap comparisons of the picks
+
+    @functools.cached_property
+    def supernet_sha256(self) -> str:
+        """The supernet file's SHA-256 (what the accuracy cache and the run record are keyed by)."""
+        return file_digest(checkpoint_file(self.config.supernet))
 
     # -- the budgets, the cache and the objective ----------------------------------------------------
     def _budgets(self, s0: Arch | None) -> dict:
@@ -327,10 +403,40 @@ class _Search:
 
     def _cache(self) -> EvaluationCache:
         c, s = self.config, self.setup
-        settings = {"supernet_sha256": file_digest(checkpoint_file(c.supernet)), "supernet_step": s.meta.get("step"),
+        settings = {"supernet_sha256": self.supernet_sha256, "supernet_step": s.meta.get("step"),
                     "dataset": s.meta.get("dataset"), "heldout": s.evaluator.num_heldout,
                     "calib_batches": c.calib_batches, "batch_size": c.batch_size, "seed": c.seed}
         return EvaluationCache(self.out, settings)
+
+    def _claim_folder(self) -> None:
+        """The folder holds one search's results (``run.json``: :meth:`SearchConfig.identity` and the
+        content of the supernet, the table and its calibration). The same again resumes; another search is
+        refused, unless ``overwrite``, which removes the other search's results (its keyed accuracy caches
+        stay: they never serve another supernet or other evaluation settings)."""
+        s, record = self.setup, self.out / RUN_RECORD
+        cal = calibration_path(s.table)
+        identity = json.loads(json.dumps({
+            **self.config.identity(), "supernet_sha256": self.supernet_sha256,
+            "table": str(Path(s.table).resolve()), "table_sha256": file_digest(s.table),
+            "calibration_sha256": file_digest(cal) if cal.is_file() else None}))
+        if record.exists():
+            old = read_json(record, "search record", SearchError, fix=f"remove {self.out} or pass --overwrite")
+            diffs = [k for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
+        else:
+            diffs = ["(unrecorded)"] if any((self.out / n).exists() for n in RESULTS) else []
+        if diffs and not self.config.overwrite:
+            said = "; ".join(f"{k}: {old.get(k)!r} there, {identity.get(k)!r} now" for k in diffs[:4]) \
+                if record.exists() else "its settings were not recorded"
+            raise SearchError(f"{self.out} holds the results of another search ({said}); rerun that search with "
+                              f"its own settings to resume it, write elsewhere with --out-dir, or replace its "
+                              f"results with --overwrite")
+        if diffs:
+            log.info(f"--overwrite: removing the results of the previous search in {self.out}")
+            for p in self.out.iterdir():
+                if p.name == ".lock" or p.name.startswith("evaluations-"):
+                    continue
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        atomic_write_text(record, json.dumps(identity, indent=1) + "\n")
 
     def objective(self) -> Objective:
         """A fresh objective (its own evaluation count) over the shared accuracy cache."""
@@ -349,9 +455,17 @@ class _Search:
 
     # -- the run ----------------------------------------------------------------------------------------
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            if hasattr(self, "cache"):
+                self.cache.close()
+
+    def _run(self) -> dict:
         c, s = self.config, self.setup
         space, pred = s.space, s.pred
         s0 = space.canonical("s0") if space.fits("s0") else None
+        self._claim_folder()
         self.budgets = self._budgets(s0)
         self.budget = Budget(params=self.budgets["params_m"] * 1e6 if self.budgets["params_m"] else None,
                              latency_ms=self.budgets["latency_ms"])
@@ -566,9 +680,9 @@ class _Search:
             return
         log.info(f"Measuring the picks end to end on {dev} ({rt}, {pred.img_size} px) ...")
         try:
-            rows = measure_archs([e.arch for e in picks.values()], profiler, self.out / "measured.csv",
+            rows = measure_archs([e.arch for e in picks.values()], profiler, self.out, "measured",
                                  pred.img_size, pred.num_classes, desc="measuring picks",
-                                 progress=self.config.progress,
+                                 table=table_key(self.setup.table, pred.meta), progress=self.config.progress,
                                  probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"))
         except ProfilerUnavailable as e:
             log.info(f"Picks not measured end to end on {dev} ({rt}): {e}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from models.efficientformer_v2 import BlockConfig, NetConfig
 from nas.core.errors import UserError
+from nas.core.files import read_json
 
 __all__ = ["NUM_STAGES", "BlockChoice", "Arch", "ArchError", "json_number"]
 
@@ -103,9 +104,9 @@ class Arch:
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> "Arch":
-        p = Path(str(text_or_path))
-        text = p.read_text() if not str(text_or_path).lstrip().startswith("{") and p.exists() \
-            else str(text_or_path)
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{") and Path(text).exists():        # a file holding the JSON
+            return cls.from_dict(read_json(text, "architecture", ArchError))
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:

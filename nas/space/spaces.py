@@ -5,7 +5,6 @@ The published S0/S1/S2/L networks are points of :data:`DEFAULT_SPACE` (:meth:`Se
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig
 from nas.core.errors import UserError
+from nas.core.files import parsing, read_json
 from nas.space import encoding
 from nas.space.arch import NUM_STAGES, Arch, ArchError, BlockChoice, json_number
 
@@ -44,8 +44,21 @@ class SearchSpace:
     attn_slots: int | None = None
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a search space's name must be a non-empty string, got {self.name!r}")
         if not (len(self.widths) == len(self.max_depths) == len(self.min_depths) == NUM_STAGES):
             raise ValueError("a search space describes exactly 4 stages")
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        if not all(len(w) and all(whole(x) and x > 0 for x in w) for w in self.widths):
+            raise ValueError(f"widths must list positive whole numbers per stage, got {self.widths!r}")
+        if not all(whole(m) and whole(d) and 1 <= m <= d for m, d in zip(self.min_depths, self.max_depths)):
+            raise ValueError(f"depths must be whole numbers with 1 <= min_depths <= max_depths, got "
+                             f"{self.min_depths!r} and {self.max_depths!r}")
+        if not self.ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0
+                                      for r in self.ratios):
+            raise ValueError(f"ratios must be positive numbers, got {self.ratios!r}")
+        if not all(whole(s) and 0 <= s < NUM_STAGES for s in self.attn_stages):
+            raise ValueError(f"attn_stages must be stage indices 0-{NUM_STAGES - 1}, got {self.attn_stages!r}")
         if self.attn_slots is not None and (isinstance(self.attn_slots, bool) or not isinstance(self.attn_slots, int)
                                             or self.attn_slots < 0):
             raise ValueError(f"attn_slots must be None or a whole number >= 0, got {self.attn_slots!r}")
@@ -255,5 +268,7 @@ def get_space(name_or_path: str | SearchSpace = DEFAULT_SPACE.name) -> SearchSpa
         return SPACES[name_or_path]
     p = Path(name_or_path)
     if p.suffix == ".json" and p.exists():
-        return SearchSpace.from_dict(json.loads(p.read_text()))
+        d = read_json(p, "search space", SpaceError, fix="write it with SearchSpace.to_dict()")
+        with parsing(p, "search space", SpaceError, "write it with SearchSpace.to_dict()"):
+            return SearchSpace.from_dict(d)
     raise SpaceError(f"unknown search space {name_or_path!r}; built-in: {sorted(SPACES)} (or a path to a .json)")

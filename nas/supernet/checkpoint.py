@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from nas.core.errors import UserError
-from nas.core.files import atomic_open
+from nas.core.files import atomic_open, parsing
 from nas.space.spaces import SearchSpace, get_space
 from nas.supernet.supernet import SlimmableSupernet
 
@@ -73,17 +73,31 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """A supernet checkpoint (a file, or a run folder holding ``last.pt``): its ``model`` weights and ``meta``
+    (space, image size, classes) at least. :class:`CheckpointError` saying what the file is otherwise (one
+    network's weights are to be given to training with ``--init-from``)."""
     path = checkpoint_file(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return safe_load(path, "supernet checkpoint")
+        raise CheckpointError(f"no supernet checkpoint at {path}; train one with python -m nas.train_supernet "
+                              f"--out {path.parent if path.name == 'last.pt' else path}")
+    ck = safe_load(path, "supernet checkpoint")
+    if isinstance(ck.get("meta"), dict) and isinstance(ck.get("model"), dict):
+        return ck
+    weights = ck.get("model", ck.get("state_dict", ck))
+    if isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path} holds one network's weights (a state dict of {len(weights)} tensors), not a "
+                              f"supernet checkpoint: to start a supernet from them, train one with --init-from "
+                              f"{path}; to search, give a supernet checkpoint or run folder (python -m "
+                              f"nas.train_supernet writes one)")
+    raise CheckpointError(f"{path} is not a supernet checkpoint (it lacks the 'model' weights and 'meta' that "
+                          f"python -m nas.train_supernet writes)")
 
 
-def checkpoint_space(meta: dict) -> SearchSpace:
+def checkpoint_space(meta: dict, source: str | Path = "checkpoint") -> SearchSpace:
     """The search space a checkpoint's metadata describes (its full description, else its name)."""
-    try:
-        return SearchSpace.from_dict(meta["space"])
-    except (KeyError, TypeError):
+    with parsing(source, "supernet checkpoint", CheckpointError):
+        if isinstance(meta.get("space"), dict):
+            return SearchSpace.from_dict(meta["space"])
         return get_space(meta["space_name"])
 
 
@@ -92,8 +106,13 @@ def load_supernet(path: str | Path) -> tuple[SlimmableSupernet, dict]:
     rebuilt from the space, image size and class count stored in the checkpoint, in eval mode."""
     ck = load_checkpoint(path)
     meta = ck["meta"]
-    space = checkpoint_space(meta)
-    net = SlimmableSupernet(space, num_classes=meta["num_classes"], img_size=meta["img_size"],
-                            distillation=meta.get("distillation", True))
-    net.load_state_dict(ck["model"])
+    space = checkpoint_space(meta, checkpoint_file(path))
+    with parsing(checkpoint_file(path), "supernet checkpoint", CheckpointError,
+                 "it does not match the supernet its metadata describes"):
+        net = SlimmableSupernet(space, num_classes=int(meta["num_classes"]), img_size=int(meta["img_size"]),
+                                distillation=bool(meta.get("distillation", True)))
+        try:
+            net.load_state_dict(ck["model"])
+        except RuntimeError as e:                 # missing, unexpected or misshapen tensors
+            raise ValueError(str(e).splitlines()[0]) from None
     return net.eval(), {**meta, "step": ck.get("step")}

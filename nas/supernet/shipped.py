@@ -16,13 +16,15 @@ from pathlib import Path
 
 import torch
 
-from nas.core.files import atomic_write_text, file_digest
+from nas.core.files import atomic_write_text, file_digest, protect, read_json
 from nas.supernet.checkpoint import CheckpointError, atomic_save, load_checkpoint
 
 __all__ = ["SHIPPED_DIR", "shipped_supernet", "shipped_card", "save_compact", "write_card"]
 
-#: Where the package keeps its shipped supernets: ``<space name>.pt`` and its card ``<space name>.json``.
+#: Where the package keeps its shipped supernets: ``<space name>.pt`` and its card ``<space name>.json``
+#: (read-only to every command; ``benchmarks/ship_supernet.py`` writes them inside ``nas.core.files.shipping``).
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+protect(SHIPPED_DIR, "supernets")
 
 
 def shipped_supernet(space: str) -> Path | None:
@@ -34,7 +36,7 @@ def shipped_supernet(space: str) -> Path | None:
 def shipped_card(path: str | Path) -> dict:
     """The card beside a shipped supernet (``{}`` where there is none)."""
     card = Path(path).with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else {}
+    return read_json(card, "supernet card", CheckpointError) if card.exists() else {}
 
 
 def save_compact(run: str | Path, out: str | Path, card: dict | None = None,
