@@ -326,3 +326,427 @@ def test_a_folder_is_not_a_table(tmp_path):
     from profilers.table import TableError
     with pytest.raises(TableError):
         LatencyPredictor.from_table(tmp_path)
+
+
+# -- the Guarantees, by mechanism ------------------------------------------------------------------------
+def _one_line_error(main, argv, capsys) -> str:
+    """Run a command's ``main(argv)``: it must exit 2 with exactly one ``error:`` line on stderr and no
+    traceback; returns that line."""
+    try:
+        code = main(argv)
+    except SystemExit as e:                       # a parser error
+        code = e.code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, (argv, code, err)
+    assert "Traceback" not in err, err
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors == [ln for ln in lines if "error" in ln.lower()], err
+    return errors[0]
+
+
+def _commands():
+    from nas.cli import calibrate, describe, search, train, validate
+    from profilers import get_profiler
+    from profilers import coverage, merge
+    from profilers.cli import main as profile
+    from profilers.coreml import main as coreml
+    return {"search": search.main, "train": train.main, "calibrate": calibrate.main, "validate": validate.main,
+            "describe": describe.main, "onnxruntime": lambda a: profile(get_profiler("onnxruntime"), a),
+            "coreml": coreml, "merge": merge.main, "coverage": coverage.main}
+
+
+IMPOSSIBLE = [
+    ("search", ["--batch-size", "0"], "--batch-size"), ("search", ["--heldout", "0"], "--heldout"),
+    ("search", ["--calib-batches", "0"], "--calib-batches"), ("search", ["--threads", "0"], "--threads"),
+    ("search", ["--evals", "0"], "--evals"), ("search", ["--evals", "-5"], "--evals"),
+    ("search", ["--latency-budget", "-1"], "--latency-budget"), ("search", ["--latency-budget", "nan"], "--latency-budget"),
+    ("search", ["--params-budget", "-1"], "--params-budget"), ("search", ["--max-steps", "-1"], "--max-steps"),
+    ("search", ["--final-heldout", "-5"], "--final-heldout"), ("search", ["--actions", "XYZ"], "--actions"),
+    ("search", ["--actions", "CC"], "--actions"), ("search", ["--measure-threads", "0"], "--measure-threads"),
+    ("search", ["--formats", "onnx,xyz"], "formats"), ("search", ["--seed", "1.5"], "--seed"),
+    ("search", ["--target", "pixel7"], "unknown device"), ("search", ["--runtime", "coreml"], "not 'coreml'"),
+    ("search", ["--target", "pixel6"], "benchmark_model"),
+    ("train", ["--img-size", "33"], "--img-size"), ("train", ["--steps", "-1"], "--steps"),
+    ("train", ["--lr", "nan"], "--lr"), ("train", ["--lr", "inf"], "--lr"), ("train", ["--batch-size", "0"], "--batch-size"),
+    ("train", ["--threads", "0"], "--threads"), ("train", ["--warmup", "-1"], "--warmup"),
+    ("train", ["--randaug", "11"], "--randaug"), ("train", ["--mixup", "-1"], "--mixup"),
+    ("train", ["--label-smoothing", "2"], "--label-smoothing"), ("train", ["--min-lr", "-1"], "--min-lr"),
+    ("train", ["--precision", "fp8"], "--precision"), ("train", ["--accum-steps", "0"], "--accum-steps"),
+    ("onnxruntime", ["--device", "local-cpu", "--max-cv", "nan"], "--max-cv"),
+    ("onnxruntime", ["--device", "local-cpu", "--rounds", "0"], "--rounds"),
+    ("onnxruntime", ["--device", "local-cpu", "--threads", "0"], "--threads"),
+    ("onnxruntime", ["--device", "local-cpu", "--warmup", "-1"], "--warmup"),
+    ("onnxruntime", ["--device", "local-cpu", "--runs", "0"], "--runs"),
+    ("onnxruntime", ["--device", "local-cpu", "--shard", "3/2"], "--shard"),
+    ("onnxruntime", ["--device", "local-cpu", "--cpus", "999"], "--cpus"),
+    ("onnxruntime", ["--device", "pixel7"], "unknown device"),
+    ("onnxruntime", ["--device", "ref-epyc"], "reference device"),
+    ("onnxruntime", ["--device", "local-cpu", "--out", "latency_tables/ref-epyc.onnxruntime.csv"], "shipped"),
+    ("validate", ["--repeat", "-1"], "--repeat"), ("validate", ["--n", "0"], "--n"),
+    ("validate", ["--tolerance", "0"], "--tolerance"), ("validate", ["--target", "ref-epyc"], "reference device"),
+    ("calibrate", ["--n", "0"], "--n"), ("calibrate", ["--threads", "0"], "--threads"),
+    ("calibrate", ["--target", "ref-epyc", "--n", "1"], "reference device"),
+    ("describe", ["--img-size", "33"], "--img-size"), ("describe", ["--num-classes", "0"], "--num-classes"),
+    ("describe", ["--latency-ms", "-1"], "--latency-ms"),
+    ("coverage", ["--table", "nowhere.csv", "--img-size", "0"], "--img-size"),
+    ("merge", ["nowhere.csv", "-o", "x.csv"], "nowhere.csv"),
+    ("coreml", ["import", "--device", "iphone12", "nowhere.json"], "nowhere.json"),
+]
+
+
+#: where each command's output goes in the table-driven test (nothing may be made there before a refusal)
+OUTPUT = {"search": "--out-dir", "validate": "--out-dir", "calibrate": "--out-dir", "train": "--out",
+          "onnxruntime": "--out"}
+
+
+@pytest.mark.parametrize("command, argv, says", IMPOSSIBLE, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_every_command_refuses_impossible_values_in_one_line(command, argv, says, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])             # the shipped table paths resolve
+    out = tmp_path / "out"
+    if command in OUTPUT and "--out" not in argv:
+        argv = [*argv, OUTPUT[command], str(out / "t.csv" if command == "onnxruntime" else out)]
+    assert says in _one_line_error(_commands()[command], argv, capsys)
+    assert not out.exists()                                                # nothing made before the refusal
+
+
+def test_python_callers_get_the_command_lines_refusals():
+    from nas.core.values import ConfigError
+    from nas.latency.validation import validate
+    from nas.search import SearchConfig, SearchError
+    from nas.training import TrainConfig
+    from profilers.stats import Protocol
+    for kw in [dict(batch_size=0), dict(heldout=0), dict(evals=0), dict(latency_budget=float("nan")),
+               dict(params_budget=-1.0), dict(actions="XYZ"), dict(measure_threads=0), dict(threads=0),
+               dict(final_heldout=-5), dict(max_steps=True), dict(formats="onnx,xyz")]:
+        with pytest.raises(SearchError, match=next(iter(kw))):
+            SearchConfig(**kw)
+    for kw in [dict(img_size=33), dict(lr=float("inf")), dict(steps=0), dict(batch_size=2.5)]:
+        with pytest.raises(ConfigError, match=next(iter(kw))):
+            TrainConfig(**kw)
+    for kw in [dict(max_cv=float("nan")), dict(rounds=0), dict(warmup=-1)]:
+        with pytest.raises(ConfigError, match=next(iter(kw))):
+            Protocol(**kw)
+    with pytest.raises(ConfigError, match="repeat"):
+        validate("local-cpu", repeat=-1)
+    assert SearchConfig(latency_budget=2).latency_budget == 2.0 and isinstance(SearchConfig(latency_budget=2).latency_budget, float)
+
+
+def test_shipped_tables_and_calibrations_are_read_only_to_every_writer(tmp_path, capsys):
+    from nas.core.files import ReadOnlyError, atomic_write_text, claim_output, exclusive, protect, shipping
+    from nas.core.journal import Journal
+    from nas.latency.calibration import calibration_path
+    from nas.cli.calibrate import main as calibrate
+    from profilers.table import TABLES_DIR, TableWriter, write_meta
+    shipped = TABLES_DIR / "ref-epyc.onnxruntime.csv"
+    before = {p: p.read_bytes() for p in (shipped, calibration_path(shipped))}
+    assert "reference device" in _one_line_error(calibrate, ["--target", "ref-epyc", "--n", "1", "--out-dir",
+                                                             str(tmp_path / "cal")], capsys)
+    for write in (lambda: atomic_write_text(calibration_path(shipped), "{}"), lambda: write_meta(shipped, {}),
+                  lambda: TableWriter(shipped), lambda: claim_output(shipped),
+                  lambda: exclusive(shipped).__enter__(), lambda: Journal(TABLES_DIR / "x.csv", ["a"]).open()):
+        with pytest.raises(ReadOnlyError, match="shipped with the package"):
+            write()
+    assert {p: p.read_bytes() for p in before} == before and not (TABLES_DIR / "x.csv").exists()
+    root = tmp_path / "shipped"                          # the scripts that ship files write inside shipping()
+    protect(root, "test files")
+    with pytest.raises(ReadOnlyError):
+        atomic_write_text(root / "a.json", "{}")
+    with shipping():
+        atomic_write_text(root / "a.json", "{}")
+    assert (root / "a.json").read_text() == "{}"
+
+
+def test_training_stops_on_a_non_finite_loss_without_saving_it(tmp_path):
+    import torch
+    from nas.training import TrainConfig, train
+    from nas.training.trainer import TrainingDiverged
+    out = tmp_path / "run"
+    config = TrainConfig(space="tiny", img_size=32, batch_size=8, train_subset=64, eval_size=16, calib_batches=1,
+                         progress=False, threads=1, steps=4, ckpt_every=1, eval_every=0, warmup=0, plot=False,
+                         lr=1e30, out=str(out))                       # the first update sends the weights to 1e30
+    with pytest.raises(TrainingDiverged, match=r"at step 2: the loss is not finite.*last good checkpoint .*last.pt "
+                                               r"\(step 1\)"):
+        train(config)
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["step"] == 1 and all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert len(pd_rows(out / "metrics.csv")) == 1                       # the diverged step is not recorded
+
+
+def pd_rows(path):
+    import pandas as pd
+    return pd.read_csv(path)
+
+
+def test_two_trainings_into_one_folder_and_resuming_with_other_settings_are_refused(tiny_supernet, tmp_path):
+    import shutil
+    from nas.core.errors import UserError
+    from nas.core.files import Busy, exclusive
+    from nas.training import TrainConfig, train
+    run = tmp_path / "run"
+    shutil.copytree(tiny_supernet, run)
+    base = dict(space="tiny", img_size=64, batch_size=16, train_subset=800, eval_size=100, calib_batches=1,
+                progress=False, threads=1, steps=30, eval_every=0, lr=3e-3, plot=False, out=str(run), resume=True)
+    with exclusive(run, "training run", folder=True):               # another training is writing it
+        with pytest.raises(Busy, match="another process is writing training run"):
+            train(TrainConfig(**base))
+    with pytest.raises(UserError, match=r"other settings \(lr 0.003 there, 0.5 now\)"):
+        train(TrainConfig(**{**base, "lr": 0.5}))
+
+
+def test_stale_temporary_files_are_removed_by_the_next_writer(tmp_path):
+    from nas.core.files import exclusive
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = [run / ".last.pt.abc123.tmp", run / ".metrics.csv.x1.tmp"]
+    for p in stale:
+        p.write_bytes(b"x" * 100)
+    keep = run / "last.pt"
+    keep.write_bytes(b"ck")
+    table = tmp_path / "local-cpu.onnxruntime.csv"
+    other = tmp_path / ".local-cpu.tflite.csv.zz.tmp"                   # another table's writer: not ours
+    mine = tmp_path / ".local-cpu.onnxruntime.meta.json.q.tmp"
+    other.write_text("x"), mine.write_text("x")
+    with exclusive(run, folder=True), exclusive(table):
+        pass
+    assert not any(p.exists() for p in stale + [mine]) and keep.exists() and other.exists()
+
+
+def test_journals_drop_torn_rows_and_refuse_malformed_ones(tmp_path):
+    from nas.core.journal import Journal, JournalError
+    from nas.latency.measure import COLUMNS, _record
+    j = Journal.keyed(tmp_path, "nets", COLUMNS, {"threads": 1}, what="measured networks", fix="delete it")
+    arch = '{"widths": [16, 32, 64, 128], "blocks": [[{"ratio": 4}]]}'
+    with j:
+        j.append([arch, 2.388, 2.3, 2.5, 2.4, 0.1, 0.01, 30, "2026-12-06T00:00:00", 1.0])
+        j.append([arch.replace("16", "24"), 3.1, 3.0, 3.2, 3.1, 0.1, 0.01, 30, "2026-12-06T00:00:00", 1.0])
+    whole = j.path.read_text()
+    j.path.write_text(whole[:whole.rindex("3.1") + 3])                   # cut after a digit: "3.1" of "3.1,..."
+    assert [r[1] for r in j.rows()] == ["2.388"]                        # never read as a latency
+    j.path.write_text(whole[:whole.rindex('"widths"') + 5])            # cut inside the quoted arch
+    assert [r[1] for r in j.rows()] == ["2.388"]
+    with j:                                                             # the next writer cuts it off, appends
+        j.append([arch.replace("16", "32"), 4.0, 3.9, 4.1, 4.0, 0.1, 0.01, 30, "t", 1.0])
+    assert [r[1] for r in j.rows()] == ["2.388", "4.0"] and j.path.read_text().endswith("\n")
+    with open(j.path, "a") as f:
+        f.write('"{}",-5,,,,,,,t,1\n')
+    with pytest.raises(JournalError, match=r"line 4: not a measured network"):
+        [_record(j, i, r) for i, r in enumerate(j.records(), start=2)]
+    other = Journal.keyed(tmp_path, "nets", COLUMNS, {"threads": 2})
+    assert other.path != j.path and other.rows() == []                   # other settings: another file
+
+
+def test_measured_networks_are_keyed_by_what_measured_them(tmp_path):
+    from nas.latency.measure import measure_archs
+    from nas.space.spaces import TINY_SPACE
+    from profilers import get_profiler
+    from profilers.stats import Protocol
+    FAST = dict(warmup=1, warmup_s=0.0, rounds=3, round_s=0.002, min_runs=3, max_runs=5, retries=0)
+    archs = [TINY_SPACE.min_arch()]
+
+    def measure(threads, table):
+        prof = get_profiler("onnxruntime")("local-cpu", threads=threads, protocol=Protocol(**FAST))
+        return measure_archs(archs, prof, tmp_path, "nets", 32, 10, table=table, progress=False)
+
+    a = measure(1, {"path": "t1"})
+    assert len(list(tmp_path.glob("nets-*.csv"))) == 1
+    assert measure(1, {"path": "t1"})["measured_at"].tolist() == a["measured_at"].tolist()   # resumed: replayed
+    measure(2, {"path": "t1"})                                          # other threads: measured again
+    measure(1, {"path": "t2"})                                          # another table: measured again
+    files = sorted(tmp_path.glob("nets-*.csv"))
+    assert len(files) == 3 and all(len(f.read_text().splitlines()) == 2 for f in files)
+
+
+def test_a_search_folder_holds_one_search(tiny_table, tiny_supernet, tmp_path, caplog):
+    import logging
+    from nas.search import SearchConfig, SearchError, run_search
+    caplog.set_level(logging.INFO, logger="nas")
+    c = SearchConfig(target=str(tiny_table), supernet=str(tiny_supernet), out_dir=str(tmp_path), strategy="random",
+                     evals=2, params_budget=100.0, heldout=64, calib_batches=1, batch_size=32, final_heldout=0,
+                     export=False, measure=False, plot=False, progress=False, threads=1)
+    run_search(c)
+    record = (tmp_path / "run.json").read_text()
+    run_search(c)                                                       # the same search again: resumed
+    assert "Resuming" in caplog.text and (tmp_path / "run.json").read_text() == record
+    import dataclasses
+    other = dataclasses.replace(c, seed=1)
+    with pytest.raises(SearchError, match=r"holds the results of another search \(seed: 0 there, 1 now\).*--overwrite"):
+        run_search(other)
+    assert (tmp_path / "run.json").read_text() == record
+    (tmp_path / "random" / "stale.txt").write_text("old")
+    run_search(dataclasses.replace(other, overwrite=True))
+    assert '"seed": 1' in (tmp_path / "run.json").read_text() and not (tmp_path / "random" / "stale.txt").exists()
+
+
+def test_a_local_table_given_by_path_or_folder_is_probed_too(tiny_table, tiny_supernet, tmp_path, monkeypatch,
+                                                            capsys):
+    import shutil
+    from nas.cli.search import main
+    from profilers.table import meta_path, read_meta, write_meta
+    monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
+    t = tmp_path / "tables" / tiny_table.name
+    t.parent.mkdir()
+    shutil.copy(tiny_table, t)
+    shutil.copy(meta_path(tiny_table), meta_path(t))
+    meta = read_meta(t)
+    meta["probe"]["p50_ms"] = {k: v / 30 for k, v in meta["probe"]["p50_ms"].items()}     # another machine
+    write_meta(t, meta)
+    args = ["--supernet", str(tiny_supernet), "--out-dir", str(tmp_path / "s"), "--no-progress"]
+    assert "does not describe this host" in _one_line_error(main, ["--target", str(t), *args], capsys)
+    monkeypatch.setenv("EFFV2_TABLES", str(t.parent))
+    assert "probe" in _one_line_error(main, ["--target", "local-cpu", *args], capsys)
+
+
+def test_outputs_that_cannot_be_written_are_said_before_any_work(tmp_path, capsys):
+    from nas.cli.search import main as search
+    from nas.cli.train import main as train
+    from profilers import get_profiler
+    from profilers.cli import main as profile
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = _one_line_error(search, ["--target", "ref-epyc", "--out-dir", str(blocker / "out")], capsys)
+    assert line.startswith(f"error: cannot write {blocker / 'out'}: a file is in the way")
+    assert "cannot write /proc/run" in _one_line_error(train, ["--out", "/proc/run"], capsys)
+    line = _one_line_error(lambda a: profile(get_profiler("onnxruntime"), a),
+                           ["--device", "local-cpu", "--out", "/proc/t.csv"], capsys)
+    assert "cannot write /proc/t.csv" in line and "another process" not in line
+    assert "it is a folder" in _one_line_error(lambda a: profile(get_profiler("onnxruntime"), a),
+                                               ["--device", "local-cpu", "--out", str(tmp_path)], capsys)
+
+
+@pytest.mark.parametrize("kind", ["folder", "binary", "wrong types"])
+def test_every_reader_names_the_file_it_cannot_read(tmp_path, kind):
+    from nas.core.errors import UserError
+    from nas.latency.calibration import load_calibration
+    from nas.search.cache import EvaluationCache
+    from nas.space.spaces import get_space
+    from nas.training.trainer import _read_csv
+    from profilers.coreml_bundle import import_results
+    from profilers.table import read_meta, read_table
+    wrong = {"x.calibration.json": '{"format": 2, "model": "scale", "coef": "x", "band": [1]}',
+             "t.meta.json": '{"device": 5, "probe": "fast"}', "t.csv": '{"units": 5}\n',
+             "metrics.csv": "step,loss_max\nx,1\n", "space.json": '{"name": "s", "widths": "x", "max_depths": [1]}',
+             "manifest.json": '{"units": 5}'}
+
+    def make(name):
+        p = tmp_path / kind.replace(" ", "_") / name
+        p.parent.mkdir(exist_ok=True)
+        if kind == "folder":
+            p.mkdir()
+        else:
+            p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00" if kind == "binary" else wrong[name].encode())
+        return p
+
+    readers = {
+        "x.calibration.json": load_calibration,
+        "t.meta.json": lambda p: read_meta(p.with_name("t.csv")),
+        "t.csv": read_table,
+        "metrics.csv": _read_csv,
+        "space.json": get_space,
+        "manifest.json": lambda p: import_results(tmp_path / "r.json", "iphone12", tmp_path / "o.csv", bundle=p.parent),
+    }
+    (tmp_path / "r.json").write_text('{"results": {}}')
+    for name, read in readers.items():
+        p = make(name)
+        with pytest.raises(UserError) as e:
+            read(p)
+        assert str(p) in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
+    cache_dir = tmp_path / "cache"
+    cache = EvaluationCache(cache_dir, {"x": 1})
+    cache.close()
+    cache.path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00" if kind == "binary" else b"arch,accuracy\n{},2\n")
+    with pytest.raises(UserError, match=str(cache.path)):
+        EvaluationCache(cache_dir, {"x": 1})
+
+
+def test_one_networks_weights_given_as_a_supernet_say_to_use_init_from(tmp_path, capsys):
+    import torch
+    from models import create_model
+    from nas.cli.search import main
+    from nas.supernet.checkpoint import CheckpointError, load_supernet
+    w = tmp_path / "eformer_s0.pt"
+    torch.save(create_model("s0", img_size=64, num_classes=10).state_dict(), w)
+    with pytest.raises(CheckpointError, match="one network's weights.*--init-from"):
+        load_supernet(w)
+    line = _one_line_error(main, ["--target", "ref-epyc", "--supernet", str(w), "--out-dir", str(tmp_path / "o")],
+                           capsys)
+    assert "--init-from" in line
+
+
+def test_a_symlink_loop_lists_each_image_once(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from nas.data.datasets import image_files
+    from nas.data.folder import scan_folder
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / c / "0.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")               # a folder that contains itself
+    (tmp_path / "a" / "again").symlink_to(tmp_path / "b")              # and another class's folder
+    assert image_files(tmp_path / "a") == ["0.png", "again/0.png"]
+    assert len(scan_folder(str(tmp_path), "train")) + len(scan_folder(str(tmp_path), "test")) == 3
+
+
+def test_core_ml_import_checks_every_result_and_holds_the_tables_lock(tmp_path):
+    import json
+    from nas.core.files import Busy, exclusive
+    from nas.space.spaces import TINY_SPACE
+    from nas.space.units import space_units
+    from profilers.coreml_bundle import import_results
+    from profilers.table import TableError
+    key = space_units(TINY_SPACE, 64, 10)[0].key
+    out = tmp_path / "iphone12.coreml.csv"
+    kw = dict(space="tiny", img_size=64, num_classes=10, bundle=tmp_path)
+    csv_runs = tmp_path / "runs.csv"
+    csv_runs.write_text(f"key,ms\n{key},1.0\n{key},-5\n{key},1.1\n")
+    for res, problem in [(csv_runs, "finite positive per-run"),
+                         ({key: {"p50_ms": 1.0, "p10_ms": 1.2, "p90_ms": 0.9, "n": 10}}, "out of order"),
+                         ({key: {"p50_ms": 1.0, "n": 2.5}}, "whole number")]:
+        if isinstance(res, dict):
+            p = tmp_path / "r.json"
+            p.write_text(json.dumps({"results": res}))
+            res = p
+        with pytest.raises(TableError, match=problem):
+            import_results(res, "iphone12", out, **kw)
+        assert not out.exists()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"results": {key: [1.0, 1.1, 1.2]}}))
+    with exclusive(out, "latency table"), pytest.raises(Busy):
+        import_results(good, "iphone12", out, **kw)
+    assert import_results(good, "iphone12", out, **kw)["added"] == 1
+
+
+def test_merge_refuses_tables_of_two_machines(tiny_table, tmp_path):
+    import shutil
+    from profilers.table import TableError, meta_path, merge_tables, read_meta, write_meta
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    for t in (a, b):
+        shutil.copy(tiny_table, t)
+        shutil.copy(meta_path(tiny_table), meta_path(t))
+    merge_tables([a, b], tmp_path / "ab.csv")                           # one machine: fine
+    meta = read_meta(b)
+    meta["host"] = {**meta["host"], "model": 12345}
+    write_meta(b, meta)
+    with pytest.raises(TableError, match="measured on different machines"):
+        merge_tables([a, b], tmp_path / "ab2.csv")
+    assert not (tmp_path / "ab2.csv").exists()
+
+
+def test_warnings_under_a_command_are_one_line_each_said_once(capsys):
+    import warnings
+    from nas.core.logs import console
+    with console():
+        for _ in range(3):
+            warnings.warn("USING ANOTHER MACHINE'S TABLE ON PURPOSE: x", UserWarning)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["warning: USING ANOTHER MACHINE'S TABLE ON PURPOSE: x"]
+
+
+def test_a_device_without_a_table_says_what_it_needs_and_how_to_search_without_it():
+    from nas.latency.tables import resolve_table
+    from profilers.table import TableError
+    for device, needs in [("pixel6", "benchmark_model"), ("iphone12", "profilers.coreml import")]:
+        with pytest.raises(TableError) as e:
+            resolve_table(device)
+        assert needs in str(e.value) and "--target local-cpu" in str(e.value) and "--target ref-epyc" in str(e.value)
