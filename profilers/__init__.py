@@ -8,35 +8,32 @@
     python -m profilers.torch --device local-cpu            # PyTorch eager, measured here
     python -m profilers.torch --device h200                 # PyTorch CUDA graphs, on the H200 itself
 
-``get_profiler("onnxruntime")`` returns the plugin class; ``cls(device, threads=1).profile_module(module,
+``get_profiler("onnxruntime")`` returns the plugin class; ``cls(device).profile_module(module,
 input_shape)`` exports and measures any module (a unit or a whole network) with the shared protocol.
 
-A plugin is one module, ``profilers/<runtime>.py``: a :class:`profilers.base.Profiler` subclass (convert
-with :mod:`profilers.convert`, time in process or with an external tool) ending with
-``raise SystemExit(profilers.cli.main(MyProfiler))``; it is registered in ``_CLASSES`` below and in
-``profilers.devices.RUNTIMES``. Table runs are :mod:`profilers.runner`, tables :mod:`profilers.table`.
+The folder: the runtime plugins (``onnxruntime.py``, ``tflite.py``, ``coreml.py``, ``tensorrt.py``,
+``torch.py``) and the table tools (``coverage.py``, ``merge.py``) are the modules the commands run; the
+device registry is ``devices.py`` / ``devices.json``; what they share lives in subpackages:
+``runtimes.py`` (which runtimes exist: the registry), ``plugin/`` (the plugin contract, runtime options, the shared command line), ``tables/``
+(latency tables and their metadata, table runs), ``timing/`` (the timing protocol, interleaved batches,
+the probe, the host), ``formats/`` (converters to each runtime's format) and ``transports/`` (ways to
+reach a device: adb, Core ML bundles). Importing this package imports no runtime and no torch.
 """
 from __future__ import annotations
 
-import importlib
+from nas.core.moved import moved
 
-from profilers.devices import RUNTIMES, Device, DeviceError, get_device, list_devices
-from profilers.stats import LatencyStats, Protocol
+from profilers.devices import Device, DeviceError, get_device, list_devices
+from profilers.runtimes import UnknownRuntime, get_profiler, list_runtimes, register_runtime
+from profilers.timing.protocol import LatencyStats, Protocol
 
-__all__ = ["get_profiler", "RUNTIMES", "Device", "DeviceError", "get_device", "list_devices", "LatencyStats",
-           "Protocol"]
+__all__ = ["get_profiler", "list_runtimes", "register_runtime", "UnknownRuntime", "Device", "DeviceError",
+           "get_device", "list_devices", "LatencyStats", "Protocol"]
 
-_CLASSES = {"onnxruntime": ("onnxruntime", "OnnxRuntimeProfiler"), "tflite": ("tflite", "TFLiteProfiler"),
-            "coreml": ("coreml", "CoreMLProfiler"), "tensorrt": ("tensorrt", "TensorRTProfiler"),
-            "torch": ("torch", "TorchProfiler")}
-_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "litert": "tflite", "trt": "tensorrt", "pytorch": "torch"}
-
-
-def get_profiler(runtime_name: str):
-    """The :class:`profilers.base.Profiler` subclass for ``runtime_name`` (onnxruntime, tflite, coreml, tensorrt,
-    torch)."""
-    name = _ALIASES.get(runtime_name, runtime_name)
-    if name not in _CLASSES:
-        raise KeyError(f"unknown runtime {runtime_name!r}; choose from {list(RUNTIMES)}")
-    mod, cls = _CLASSES[name]
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), cls)
+# where the shared modules lived before they moved into subpackages: the old import paths keep working
+moved({"profilers.base": "profilers.plugin.base", "profilers.cli": "profilers.plugin.cli",
+       "profilers.stats": "profilers.timing.protocol", "profilers.batch": "profilers.timing.batch",
+       "profilers.probe": "profilers.timing.probe", "profilers.host": "profilers.timing.host",
+       "profilers.table": "profilers.tables.table", "profilers.runner": "profilers.tables.runs",
+       "profilers.adb": "profilers.transports.adb", "profilers.coreml_bundle": "profilers.transports.coreml_bundle",
+       "profilers.convert": "profilers.formats.convert"})

@@ -1,6 +1,6 @@
 """Core ML profiler: mlprogram ``.mlpackage`` conversion (any OS), timing on a Mac or on the phone.
 
-Conversion is :func:`profilers.convert.export_coreml` (``torch.export``, then ``ct.convert(...,
+Conversion is :func:`profilers.formats.convert.export_coreml` (``torch.export``, then ``ct.convert(...,
 convert_to="mlprogram", compute_precision=FLOAT16, compute_units=<device entry>,
 minimum_deployment_target=iOS16)``) with an fp32 input named ``input`` and an output named ``output``.
 
@@ -8,30 +8,45 @@ minimum_deployment_target=iOS16)``) with an fp32 input named ``input`` and an ou
   protocol (this times the Mac, not a phone).
 * Device connection ``bundle`` (``iphone12``), or any device off macOS: ``python -m profilers.coreml
   --device iphone12`` writes a *device bundle* to time on the device, and ``python -m profilers.coreml
-  import --device iphone12 results.json`` reads the timings back (:mod:`profilers.coreml_bundle`).
+  import --device iphone12 results.json`` reads the timings back (:mod:`profilers.transports.coreml_bundle`).
 """
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
 from nas.core.cli import command
+from nas.core.values import TEXT, one_of, setting
 
-from profilers.base import Profiler, ProfilerUnavailable
-from profilers.cli import build_parser, run_cli, user_errors
-from profilers.convert import export_coreml, import_coremltools
-from profilers.coreml_bundle import bundle_command, import_command
 from profilers.devices import get_device
-from profilers.stats import LatencyStats
+from profilers.formats.convert import export_coreml, import_coremltools
+from profilers.plugin.base import Loaded, Profiler, ProfilerUnavailable
+from profilers.plugin.cli import build_parser, run_cli, user_errors
+from profilers.plugin.options import RuntimeOptions
+from profilers.runtimes import register_runtime
+from profilers.timing.protocol import LatencyStats
+from profilers.transports.coreml_bundle import bundle_command, import_command
 
-__all__ = ["CoreMLProfiler", "main"]
+__all__ = ["CoreMLProfiler", "CoreMLOptions", "main"]
+
+COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY")
 
 
+@dataclass(frozen=True)
+class CoreMLOptions(RuntimeOptions):
+    """Core ML's options: the compute units a model may run on and the deployment target it is built for."""
+    compute_units: str = setting("ALL", one_of(COMPUTE_UNITS), help="Core ML compute units")
+    minimum_deployment_target: str = setting("iOS16", TEXT, help="coremltools deployment target (e.g. iOS16)")
+
+
+@register_runtime
 class CoreMLProfiler(Profiler):
     name = "coreml"
     suffix = ".mlpackage"
+    Options = CoreMLOptions
 
     @classmethod
     def how_to_measure(cls, device) -> str:
@@ -42,7 +57,7 @@ class CoreMLProfiler(Profiler):
 
     @property
     def compute_units(self) -> str:
-        return self.device.compute_units or "ALL"
+        return self.options.compute_units
 
     def runtime_version(self) -> str:
         try:
@@ -51,8 +66,7 @@ class CoreMLProfiler(Profiler):
             return "unknown"
 
     def settings(self) -> dict:
-        return {"compute_units": self.compute_units, "converter": "coremltools (torch.export route)",
-                "minimum_deployment_target": self.device.extra.get("minimum_deployment_target", "iOS16"),
+        return {**super().settings(), "converter": "coremltools (torch.export route)",
                 "connection": self.device.connection_type}
 
     def check_ready(self) -> None:
@@ -68,18 +82,19 @@ class CoreMLProfiler(Profiler):
 
     def export(self, module, input_shape, path):
         return export_coreml(module, input_shape, path, self.compute_units, self.device.precision,
-                             self.device.extra.get("minimum_deployment_target", "iOS16"), quiet=self.quiet)
+                             self.options.minimum_deployment_target, quiet=self.quiet)
 
     def profile_module(self, module, input_shape, name: str = "model") -> LatencyStats:
         self.check_ready()
         return super().profile_module(module, input_shape, name)
 
-    def runner(self, path, input_shape):                       # macOS only
+    def load(self, path, input_shape):                         # macOS only
         self.check_ready()
         ct = import_coremltools(self.quiet)
         m = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[self.compute_units])
         feed = {"input": np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)}
-        return lambda: m.predict(feed)
+        return Loaded(lambda: m.predict(feed),
+                      lambda v: next(iter(m.predict({"input": np.asarray(v, np.float32)}).values())))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,7 +118,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "import":
         return import_command(argv[1:])
-    ap = build_parser("coreml")
+    ap = build_parser(CoreMLProfiler)
     ap.add_argument("--bundle", default=None, help="bundle folder (default: build/coreml/{device})")
     args, _ = ap.parse_known_args(argv)
     dev = get_device(args.device) if args.device else None

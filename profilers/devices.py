@@ -1,25 +1,41 @@
-"""The device registry: ``profilers/devices.json`` maps a device name to how it is profiled.
+"""The device registry: ``profilers/devices.json`` (plus ``$EFFV2_DEVICES``) maps a device name to how it is profiled.
 
     >>> get_device("pixel6").runtime
     'tflite'
 
-``python -m profilers.devices`` (or any profiler's ``--list-devices``) prints the registry.
+A :class:`Device` holds what every device has: its name, the runtimes it is profiled with (the first is
+the default), precision, threads, the CPU cores a profiler pins itself to, how it is reached
+(``connection``: ``local``, ``reference``, ``adb``, ``bundle`` ...) and a description. Everything else in
+an entry belongs to a runtime: each runtime plugin reads its own options from the entry
+(:class:`profilers.plugin.options.RuntimeOptions`), so a new runtime needs no field here.
+
+Your own devices go in a JSON file of the same shape named by ``EFFV2_DEVICES`` (paths separated by
+``:``); its entries are added to the shipped ones (and replace a shipped entry of the same name).
+``python -m profilers.onnxruntime --list-devices`` prints the registry.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Mapping
 
 from nas.core.errors import UserError
 from nas.core.files import parsing, read_json
+from nas.core.values import POSITIVE_INT, TEXT
 
-__all__ = ["Device", "DeviceError", "RegistryError", "get_device", "list_devices", "format_devices", "DEVICES_JSON", "RUNTIMES"]
+__all__ = ["Device", "DeviceError", "RegistryError", "get_device", "list_devices", "registry_paths", "DEVICES_JSON",
+           "DEVICES_ENV", "CONNECTIONS"]
 
 DEVICES_JSON = Path(__file__).with_name("devices.json")
-RUNTIMES = ("onnxruntime", "tflite", "coreml", "tensorrt", "torch")
-#: ``mode`` values of a device entry (the torch runtime's execution modes)
-TORCH_MODES = ("eager", "cudagraph", "compile")
+#: extra registry files (``:``-separated) whose entries are added to the shipped ones
+DEVICES_ENV = "EFFV2_DEVICES"
+#: how a device is reached: measured on this machine, another machine's shipped tables, a phone over adb,
+#: a bundle of models timed on the device, a hosted device service
+CONNECTIONS = ("local", "reference", "adb", "bundle", "remote")
+#: the entry keys a Device reads; every other key belongs to a runtime's options
+COMMON_FIELDS = ("runtime", "runtimes", "precision", "threads", "cpus", "connection", "description")
 
 
 class RegistryError(UserError, ValueError):
@@ -35,126 +51,108 @@ class DeviceError(UserError, KeyError):
 
 @dataclass(frozen=True)
 class Device:
-    """One registry entry. ``runtime`` is the default runtime; ``runtimes`` every one it supports.
-
-    ``mode``, ``batch``, ``channels_last``, ``compile_mode`` and ``cuda`` are read by the torch runtime
-    (:mod:`profilers.torch`; None where the entry leaves them out): the execution mode (eager, cudagraph,
-    compile), the batch of every timed call, the memory format, the ``torch.compile`` mode, and the CUDA
-    GPU (``True``: the current one, or an index; None: a CPU device).
-    """
+    """One registry entry: what every device has. ``entry`` is the entry as written, from which each
+    runtime plugin reads its own options."""
     name: str
-    runtime: str
-    runtimes: tuple[str, ...] = ()
+    runtimes: tuple[str, ...]
     precision: str = "fp32"
     threads: int = 1
-    delegate: str | None = None
-    compute_units: str | None = None
-    providers: tuple[str, ...] = ()
     cpus: tuple[int, ...] | None = None
-    connection: dict = field(default_factory=dict)
-    mode: str | None = None
-    batch: int | None = None
-    channels_last: bool | None = None
-    compile_mode: str | None = None
-    cuda: bool | int | None = None
+    connection: Mapping = field(default_factory=dict)
     description: str = ""
-    extra: dict = field(default_factory=dict)
+    entry: Mapping = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def runtime(self) -> str:
+        """The default runtime (the first of :attr:`runtimes`)."""
+        return self.runtimes[0]
 
     @property
     def connection_type(self) -> str:
         return str(self.connection.get("type", "local"))
 
+    @property
+    def local(self) -> bool:
+        """Whether the device is the machine the code runs on (its tables are measured here)."""
+        return self.connection_type == "local"
+
     def with_threads(self, threads: int | None) -> "Device":
-        return self if threads is None else replace(self, threads=int(threads))
+        return self if threads is None else replace(self, threads=POSITIVE_INT.check("threads", threads))
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "runtime": self.runtime, "runtimes": list(self.runtimes),
-             "precision": self.precision, "threads": self.threads, "delegate": self.delegate,
-             "compute_units": self.compute_units, "providers": list(self.providers),
+        """The entry, with the name, as a table records it (:meth:`from_dict` reads it back)."""
+        d = {**dict(self.entry), "name": self.name, "runtime": self.runtime, "runtimes": list(self.runtimes),
+             "precision": self.precision, "threads": self.threads,
              "cpus": list(self.cpus) if self.cpus is not None else None, "connection": dict(self.connection),
-             "mode": self.mode, "batch": self.batch, "channels_last": self.channels_last,
-             "compile_mode": self.compile_mode, "cuda": self.cuda}
-        d.update(self.extra)
-        return {k: v for k, v in d.items() if v not in (None, [], {})}
+             "description": self.description}
+        return {k: v for k, v in d.items() if v not in (None, [], {}, "")}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, source: str = "device") -> "Device":
+        """A device from :meth:`to_dict`'s form (a table's record of its device)."""
+        d = dict(d)
+        name = d.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise RegistryError(f"{source}: a device needs a name")
+        return cls.from_entry(name, d, source)
+
+    @classmethod
+    def from_entry(cls, name: str, e: Mapping, source: str | Path = DEVICES_JSON) -> "Device":
+        """The device of registry entry ``e``; :class:`RegistryError` naming ``source`` and the device for a
+        field of the wrong kind."""
+        with parsing(source, f"device registry (device {name!r})", RegistryError):
+            if not isinstance(e, Mapping):
+                raise ValueError("an entry is a JSON object")
+            runtime = e.get("runtime")
+            runtimes = list(e.get("runtimes") or ([runtime] if runtime else []))
+            if runtime:
+                runtimes = [runtime] + [r for r in runtimes if r != runtime]
+            if not runtimes or not all(isinstance(r, str) and r for r in runtimes):
+                raise ValueError("'runtime' (and 'runtimes') must name the runtimes it is profiled with")
+            cpus = e.get("cpus")
+            if cpus is not None and not (isinstance(cpus, list) and all(isinstance(c, int) and not isinstance(c, bool)
+                                                                        and c >= 0 for c in cpus)):
+                raise ValueError(f"'cpus' must list core numbers, got {cpus!r}")
+            conn = dict(e.get("connection") or {})
+            if conn.get("type", "local") not in CONNECTIONS:
+                raise ValueError(f"connection type {conn.get('type')!r} is not one of {', '.join(CONNECTIONS)}")
+            precision = TEXT.check("precision", e.get("precision", "fp32"), RegistryError)
+            threads = POSITIVE_INT.check("threads", e.get("threads", 1), RegistryError)
+            description = e.get("description", "")
+            if not isinstance(description, str):
+                raise ValueError("'description' must be a string")
+        return cls(name=name, runtimes=tuple(runtimes), precision=precision, threads=threads,
+                   cpus=tuple(cpus) if cpus is not None else None, connection=conn, description=description,
+                   entry=dict(e))
 
 
-def _torch_fields(name: str, e: dict) -> dict:
-    """The torch runtime's fields of entry ``e``, checked (ValueError naming the device otherwise)."""
-    where = f"{DEVICES_JSON}: device {name!r}"
-    mode, batch, cl, cuda = e.get("mode"), e.get("batch"), e.get("channels_last"), e.get("cuda")
-    if mode is not None and mode not in TORCH_MODES:
-        raise ValueError(f"{where} has mode {mode!r}; expected one of {list(TORCH_MODES)}")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise ValueError(f"{where} has batch {batch!r}; expected a whole number of at least 1")
-    if cl is not None and not isinstance(cl, bool):
-        raise ValueError(f"{where} has channels_last {cl!r}; expected true or false")
-    if cuda is not None and not isinstance(cuda, bool) and not (isinstance(cuda, int) and cuda >= 0):
-        raise ValueError(f"{where} has cuda {cuda!r}; expected true, false or a GPU index")
-    cm = e.get("compile_mode")
-    return {"mode": mode, "batch": batch, "channels_last": cl, "compile_mode": str(cm) if cm is not None else None,
-            "cuda": cuda}
-
-
-def _from_entry(name: str, e: dict) -> Device:
-    known = {"runtime", "runtimes", "precision", "threads", "delegate", "compute_units", "providers", "cpus",
-             "connection", "description", "mode", "batch", "channels_last", "compile_mode", "cuda"}
-    runtime = e.get("runtime")
-    if runtime not in RUNTIMES:
-        raise ValueError(f"{DEVICES_JSON}: device {name!r} has runtime {runtime!r}; expected one of {list(RUNTIMES)}")
-    runtimes = tuple(e.get("runtimes") or (runtime,))
-    if runtime not in runtimes:
-        runtimes = (runtime,) + runtimes
-    return Device(name=name, runtime=runtime, runtimes=runtimes, precision=e.get("precision", "fp32"),
-                  threads=int(e.get("threads") or 1), delegate=e.get("delegate"),
-                  compute_units=e.get("compute_units"), providers=tuple(e.get("providers") or ()),
-                  cpus=tuple(e["cpus"]) if e.get("cpus") is not None else None,
-                  connection=dict(e.get("connection") or {}), description=e.get("description", ""),
-                  **_torch_fields(name, e),
-                  extra={k: v for k, v in e.items() if k not in known})
+def registry_paths() -> list[Path]:
+    """The registry files read, in order: the shipped one, then those of ``$EFFV2_DEVICES``."""
+    extra = [Path(p).expanduser() for p in os.environ.get(DEVICES_ENV, "").split(os.pathsep) if p]
+    return [DEVICES_JSON, *extra]
 
 
 @lru_cache(maxsize=None)
 def _registry(path: str) -> dict[str, Device]:
     raw = read_json(path, "device registry", RegistryError)
-    with parsing(path, "device registry", RegistryError):
-        return {k: _from_entry(k, v) for k, v in raw.items() if not k.startswith("_")}
+    return {k: Device.from_entry(k, v, path) for k, v in raw.items() if not k.startswith("_")}
 
 
 def list_devices(path: str | Path | None = None) -> dict[str, Device]:
-    """Every registered device by name."""
-    return dict(_registry(str(path or DEVICES_JSON)))
+    """Every registered device by name (of ``path`` alone when given)."""
+    out: dict[str, Device] = {}
+    for p in ([Path(path)] if path else registry_paths()):
+        out.update(_registry(str(p)))
+    return out
 
 
-def get_device(name: str, path: str | Path | None = None) -> Device:
+def get_device(name: str | Device, path: str | Path | None = None) -> Device:
     """The registry entry ``name``; :class:`DeviceError` naming the known devices otherwise."""
     if isinstance(name, Device):
         return name
     devs = list_devices(path)
     if name not in devs:
         raise DeviceError(f"unknown device {name!r}; known devices: {', '.join(sorted(devs))} "
-                          f"(registry: {path or DEVICES_JSON}; add an entry there for a new device)")
+                          f"(registry: {', '.join(map(str, [path] if path else registry_paths()))}; add an entry there, "
+                          f"or in a file named by {DEVICES_ENV}, for a new device)")
     return devs[name]
-
-
-def _torch_how(d: Device) -> str:
-    how = f"{d.mode or 'eager'}{'/' + d.compile_mode if d.mode == 'compile' and d.compile_mode else ''} b{d.batch or 1}"
-    return how + (" channels_last" if d.channels_last else "")
-
-
-def format_devices(path: str | Path | None = None) -> str:
-    """The registry as a readable table (what ``--list-devices`` prints)."""
-    rows = []
-    for d in list_devices(path).values():
-        how = d.delegate if d.runtime == "tflite" else d.compute_units if d.runtime == "coreml" else \
-            ",".join(d.providers) if d.providers and d.runtime == "onnxruntime" else \
-            _torch_how(d) if d.runtime == "torch" else ""
-        rows.append((d.name, "/".join(d.runtimes), d.precision, str(d.threads), how or "-", d.connection_type,
-                     d.description))
-    head = ("device", "runtimes", "precision", "threads", "delegate/units", "connection", "description")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(6)]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6]
-    return "\n".join([fmt(head)] + [fmt(r) for r in rows])
-
-
-if __name__ == "__main__":
-    print(format_devices())

@@ -11,7 +11,7 @@ import logging
 
 from nas.core.cli import ArgumentParser, add_common_args, command
 
-from profilers.table import merge_tables
+from profilers.tables.table import merge_tables
 
 __all__ = ["main"]
 
@@ -25,9 +25,9 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True, help="merged table path")
     add_common_args(ap, progress=False)
     args = ap.parse_args(argv)
-    df, meta = merge_tables(args.tables, args.out)
-    log.info("%s: %d units from %d table(s) (%s/%s)", args.out, len(df), len(args.tables), meta.get("device"),
-             meta.get("runtime"))
+    merged = merge_tables(args.tables, args.out)
+    log.info("%s: %d units from %d table(s) (%s/%s)", args.out, len(merged.rows), len(args.tables),
+             merged.meta.device.name, merged.meta.runtime)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""ONNX Runtime profiler: opset-20 ONNX export (:func:`profilers.convert.export_onnx`), timed with
+"""ONNX Runtime profiler: opset-20 ONNX export (:func:`profilers.formats.convert.export_onnx`), timed with
 ``InferenceSession.run``.
 
 Sessions use ``intra_op_num_threads`` = the device's threads, ``inter_op`` 1, sequential execution and
@@ -13,31 +13,41 @@ floor on this CPU; on a GPU provider also the copy of the input to the GPU and o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from profilers.base import Profiler, ProfilerUnavailable
-from profilers.cli import main
-from profilers.convert import OPSET, export_onnx
+from nas.core.values import STRINGS, one_of, setting
 
-__all__ = ["OnnxRuntimeProfiler", "GPU_PROVIDERS"]
+from profilers.formats.convert import OPSET, export_onnx
+from profilers.plugin.base import Loaded, Profiler, ProfilerUnavailable
+from profilers.plugin.cli import main
+from profilers.plugin.options import RuntimeOptions
+from profilers.runtimes import register_runtime
+
+__all__ = ["OnnxRuntimeProfiler", "OnnxRuntimeOptions", "GPU_PROVIDERS"]
 
 #: execution providers that run on an NVIDIA GPU and come with ``onnxruntime-gpu``
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(RuntimeOptions):
+    """ONNX Runtime's options: its execution providers and the ONNX exporter."""
+    providers: tuple[str, ...] = setting(("CPUExecutionProvider",), STRINGS,
+                                         help="execution providers, in order (CUDA/TensorRT ones need "
+                                              "onnxruntime-gpu)")
+    exporter: str = setting("torchscript", one_of(("torchscript", "dynamo")),
+                            help="the ONNX exporter (opset 20 either way)")
+
+
+@register_runtime
 class OnnxRuntimeProfiler(Profiler):
     name = "onnxruntime"
+    aliases = ("ort", "onnx")
     suffix = ".onnx"
-
-    @classmethod
-    def options_from_settings(cls, settings: dict) -> dict:
-        return {"dynamo": True} if settings.get("exporter") == "dynamo" else {}
-
-    def __init__(self, *a, dynamo: bool = False, **kw):
-        super().__init__(*a, **kw)
-        self.dynamo = dynamo
+    Options = OnnxRuntimeOptions
 
     def _ort(self):
         try:
@@ -51,7 +61,7 @@ class OnnxRuntimeProfiler(Profiler):
         return self._ort().__version__
 
     def providers(self) -> list[str]:
-        want = list(self.device.providers) or ["CPUExecutionProvider"]
+        want = list(self.options.providers)
         avail = self._ort().get_available_providers()
         missing = [p for p in want if p not in avail]
         if missing:
@@ -70,14 +80,12 @@ class OnnxRuntimeProfiler(Profiler):
         self.providers()
 
     def settings(self) -> dict:
-        return {"providers": list(self.device.providers) or ["CPUExecutionProvider"],
-                "exporter": "dynamo" if self.dynamo else "torchscript", "opset": OPSET,
-                "intra_op_num_threads": self.threads, "inter_op_num_threads": 1,
-                "execution_mode": "ORT_SEQUENTIAL", "graph_optimization_level": "ORT_ENABLE_ALL",
-                "timed": "InferenceSession.run"}
+        return {**super().settings(), "opset": OPSET, "intra_op_num_threads": self.threads,
+                "inter_op_num_threads": 1, "execution_mode": "ORT_SEQUENTIAL",
+                "graph_optimization_level": "ORT_ENABLE_ALL", "timed": "InferenceSession.run"}
 
     def export(self, module, input_shape, path):
-        return export_onnx(module, input_shape, path, dynamo=self.dynamo, quiet=self.quiet)
+        return export_onnx(module, input_shape, path, dynamo=self.options.exporter == "dynamo", quiet=self.quiet)
 
     def session(self, path: Path):
         ort = self._ort()
@@ -89,13 +97,13 @@ class OnnxRuntimeProfiler(Profiler):
         so.log_severity_level = 3
         return ort.InferenceSession(str(path), so, providers=self.providers())
 
-    def runner(self, path, input_shape):
+    def load(self, path, input_shape):
         sess = self.session(path)
-        inp = sess.get_inputs()[0]
+        name = sess.get_inputs()[0].name
         x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-        feed = {inp.name: x}
+        feed = {name: x}
         run = sess.run
-        return lambda: run(None, feed)
+        return Loaded(lambda: run(None, feed), lambda v: run(None, {name: np.asarray(v, np.float32)})[0])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """TensorRT profiler: ONNX export, engine build and timing with ``trtexec``.
 
-Each unit is exported to ONNX (:func:`profilers.convert.export_onnx`, as for ONNX Runtime) and timed with
+Each unit is exported to ONNX (:func:`profilers.formats.convert.export_onnx`, as for ONNX Runtime) and timed with
 ``trtexec --onnx=.. --shapes=input:1xCxHxW [--fp16] --noDataTransfers --useCudaGraph --useSpinWait``,
 once per round. The table takes trtexec's **GPU Compute Time** summary line
 (``min = .. ms, max = .., mean = .., median = .., percentile(90%) = .., ...``): the median of the round
@@ -16,16 +16,21 @@ import importlib
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from profilers.base import Profiler, ProfilerUnavailable
-from profilers.cli import main
-from profilers.convert import OPSET, export_onnx
-from profilers.stats import LatencyStats
+from nas.core.values import FLAG, setting
 
-__all__ = ["TensorRTProfiler", "parse_trtexec", "TrtexecError", "trtexec_stats"]
+from profilers.formats.convert import OPSET, export_onnx
+from profilers.plugin.base import Profiler, ProfilerUnavailable
+from profilers.plugin.cli import main
+from profilers.plugin.options import RuntimeOptions
+from profilers.runtimes import register_runtime
+from profilers.timing.protocol import LatencyStats
+
+__all__ = ["TensorRTProfiler", "TensorRTOptions", "parse_trtexec", "TrtexecError", "trtexec_stats"]
 
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 _METRIC_RE = re.compile(r"(GPU Compute Time|Latency|Enqueue Time|H2D Latency|D2H Latency):\s*(min\b.*)")
@@ -84,9 +89,20 @@ def trtexec_stats(parsed: list[dict]) -> LatencyStats:
     return LatencyStats(float(np.median(med)), float("nan"), p90_ms, wmean, std, cv, int(counts.sum()))
 
 
+@dataclass(frozen=True)
+class TensorRTOptions(RuntimeOptions):
+    """trtexec's timing flags (fp16 follows the device's precision)."""
+    cuda_graph: bool = setting(True, FLAG, help="--useCudaGraph: launch the engine from a CUDA graph")
+    spin_wait: bool = setting(True, FLAG, help="--useSpinWait: spin on the GPU's completion (steadier times)")
+    data_transfers: bool = setting(False, FLAG, help="time the input and output copies too (no --noDataTransfers)")
+
+
+@register_runtime
 class TensorRTProfiler(Profiler):
     name = "tensorrt"
+    aliases = ("trt",)
     suffix = ".onnx"
+    Options = TensorRTOptions
 
     def __init__(self, *a, trtexec: str | None = None, **kw):
         super().__init__(*a, **kw)
@@ -97,7 +113,7 @@ class TensorRTProfiler(Profiler):
         ap.add_argument("--trtexec", default=None, help="path to the trtexec binary (default: trtexec on PATH)")
 
     @classmethod
-    def options_from_args(cls, args):
+    def arguments(cls, args):
         return {"trtexec": args.trtexec}
 
     def _which(self) -> str | None:
@@ -132,11 +148,13 @@ class TensorRTProfiler(Profiler):
             return "trtexec"
 
     def settings(self) -> dict:
-        return {"tool": "trtexec", "flags": self.flags(), "metric": "GPU Compute Time", "exporter": "torchscript",
-                "opset": OPSET}
+        return {**super().settings(), "tool": "trtexec", "flags": self.flags(), "metric": "GPU Compute Time",
+                "exporter": "torchscript", "opset": OPSET}
 
     def flags(self) -> list[str]:
-        f = ["--noDataTransfers", "--useCudaGraph", "--useSpinWait"]
+        o = self.options
+        f = (["--noDataTransfers"] if not o.data_transfers else []) + (["--useCudaGraph"] if o.cuda_graph else []) \
+            + (["--useSpinWait"] if o.spin_wait else [])
         if str(self.device.precision).lower() in ("fp16", "float16"):
             f.insert(0, "--fp16")
         return f

@@ -1,9 +1,9 @@
-"""TFLite / LiteRT profiler: litert-torch conversion (:func:`profilers.convert.export_tflite`), timed
+"""TFLite / LiteRT profiler: litert-torch conversion (:func:`profilers.formats.convert.export_tflite`), timed
 locally with the LiteRT interpreter (XNNPACK) or on an Android phone with ``benchmark_model`` over adb.
 
 Local timing (device connection ``local``): ``ai_edge_litert.interpreter.Interpreter(num_threads=...)``
 with XNNPACK; the input is set once and ``invoke()`` is timed, as ``benchmark_model`` does.
-Phone timing (connection ``adb``): see :mod:`profilers.adb`.
+Phone timing (connection ``adb``): see :mod:`profilers.transports.adb`.
 
     python -m profilers.tflite --device local-cpu
     python -m profilers.tflite --device pixel6 --benchmark-model ./benchmark_model   # phone over adb
@@ -12,22 +12,36 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
-from profilers.adb import AdbBenchmark, delegate_flags
-from profilers.base import Profiler, ProfilerUnavailable
-from profilers.cli import main
-from profilers.convert import export_tflite, quiet_output
-from profilers.stats import LatencyStats
+from nas.core.values import one_of, setting
 
-__all__ = ["TFLiteProfiler"]
+from profilers.formats.convert import export_tflite, quiet_output
+from profilers.plugin.base import Loaded, Profiler, ProfilerUnavailable
+from profilers.plugin.cli import main
+from profilers.plugin.options import RuntimeOptions
+from profilers.runtimes import register_runtime
+from profilers.timing.protocol import LatencyStats
+from profilers.transports.adb import AdbBenchmark, delegate_flags
+
+__all__ = ["TFLiteProfiler", "TFLiteOptions"]
 
 
+@dataclass(frozen=True)
+class TFLiteOptions(RuntimeOptions):
+    """LiteRT's options: the delegate (``xnnpack`` and ``cpu`` run here; ``gpu`` and ``nnapi`` on a phone)."""
+    delegate: str = setting("xnnpack", one_of(("xnnpack", "cpu", "gpu", "nnapi")), help="the LiteRT delegate")
+
+
+@register_runtime
 class TFLiteProfiler(Profiler):
     name = "tflite"
+    aliases = ("litert",)
     suffix = ".tflite"
+    Options = TFLiteOptions
 
     def __init__(self, *a, adb_serial: str | None = None, benchmark_model: str | None = None, **kw):
         super().__init__(*a, **kw)
@@ -56,7 +70,7 @@ class TFLiteProfiler(Profiler):
                         help="local android_aarch64 benchmark_model binary to push to the phone")
 
     @classmethod
-    def options_from_args(cls, args):
+    def arguments(cls, args):
         return {"adb_serial": args.adb_serial, "benchmark_model": args.benchmark_model}
 
     def runtime_version(self) -> str:
@@ -69,14 +83,13 @@ class TFLiteProfiler(Profiler):
             return "unknown"
 
     def settings(self) -> dict:
-        d = {"converter": "litert-torch", "delegate": self.device.delegate or "xnnpack",
-             "connection": self.device.connection_type}
+        d = {**super().settings(), "converter": "litert-torch", "connection": self.device.connection_type}
         try:
             d["converter_version"] = version("litert-torch")
         except PackageNotFoundError:
             pass
         if self.remote:
-            d["benchmark_model_flags"] = delegate_flags(self.device.delegate, self.device.precision)
+            d["benchmark_model_flags"] = delegate_flags(self.options.delegate, self.device.precision)
             d["taskset"] = self.adb.taskset
             d["timed"] = "benchmark_model timed runs (avg per round)"
         else:
@@ -87,8 +100,8 @@ class TFLiteProfiler(Profiler):
         if self.remote:
             self.adb.check()
             return
-        if (self.device.delegate or "xnnpack") not in ("xnnpack", "cpu"):
-            raise ProfilerUnavailable(f"device {self.device.name!r} uses the {self.device.delegate} delegate, which "
+        if self.options.delegate not in ("xnnpack", "cpu"):
+            raise ProfilerUnavailable(f"device {self.device.name!r} uses the {self.options.delegate} delegate, which "
                                       f"the local LiteRT interpreter does not provide; it is measured over adb")
         try:
             importlib.import_module("ai_edge_litert.interpreter")
@@ -107,21 +120,28 @@ class TFLiteProfiler(Profiler):
             p = self.protocol
             runs = p.runs or 50
             st, _ = self.adb.benchmark(path, self.threads, p.warmup, runs, p.rounds,
-                                       delegate_flags(self.device.delegate, self.device.precision))
+                                       delegate_flags(self.options.delegate, self.device.precision))
             return st
         return super().measure(path, input_shape)
 
-    def runner(self, path, input_shape):
+    def load(self, path, input_shape):
         if self.remote:                              # timed by benchmark_model on the phone
             return None
+        self.check_ready()
         from ai_edge_litert.interpreter import Interpreter
         with quiet_output(self.quiet):
             it = Interpreter(model_path=str(path), num_threads=int(self.threads))
             it.allocate_tensors()
-        inp = it.get_input_details()[0]
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
         x = np.random.default_rng(0).standard_normal(tuple(inp["shape"])).astype(inp["dtype"])
         it.set_tensor(inp["index"], x)
-        return it.invoke
+
+        def predict(v):
+            it.set_tensor(inp["index"], np.asarray(v).astype(inp["dtype"]))
+            it.invoke()
+            return it.get_tensor(out["index"])
+
+        return Loaded(it.invoke, predict)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ Device entry fields (``profilers/devices.json``), each overridable on the comman
   a part of the expected GPU name (``"H200"``); another GPU is refused rather than measured under a wrong
   name.
 
-Timing. CPU: :meth:`runner` returns a callable that runs the loaded module once under
+Timing. CPU: :meth:`load` returns a callable that runs the loaded module once under
 :func:`torch.inference_mode` with ``torch.set_num_threads(threads)``, timed with ``perf_counter`` by the
-shared protocol (:class:`profilers.stats.Protocol`, rounds interleaved across units). CUDA: :meth:`measure`
-runs the same protocol (:meth:`profilers.stats.Protocol.measure`: warm-up, then ``rounds`` rounds of
+shared protocol (:class:`profilers.timing.protocol.Protocol`, rounds interleaved across units). CUDA: :meth:`measure`
+runs the same protocol (:meth:`profilers.timing.protocol.Protocol.measure`: warm-up, then ``rounds`` rounds of
 back-to-back calls, retried while the round medians vary more than ``max_cv``) with another clock: each
 call is timed on the GPU with a pair of CUDA events recorded around it (:meth:`TorchProfiler._event_round`),
 after :func:`torch.cuda.synchronize`. ``cudnn.benchmark`` is on for CUDA devices.
@@ -42,39 +42,72 @@ whole networks against with the entry's settings, keeps the entry's settings.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib
 import logging
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from nas.core.cli import positive_int
+from nas.core.values import FLAG, POSITIVE_INT, TEXT, Rule, one_of, setting
 
-from profilers.base import Profiler, ProfilerUnavailable, software_info
-from profilers.cli import main
-from profilers.devices import TORCH_MODES, Device, get_device
-from profilers.stats import LatencyStats
-from profilers.table import read_meta
+from profilers.plugin.base import Loaded, Profiler, ProfilerUnavailable, software_info
+from profilers.plugin.cli import main
+from profilers.plugin.options import OptionsError, RuntimeOptions
+from profilers.runtimes import register_runtime
+from profilers.timing.protocol import LatencyStats
 
-__all__ = ["TorchProfiler", "MODES", "COMPILE_MODES", "DTYPES", "CUDA_INSTALL", "nvidia_driver"]
+__all__ = ["TorchProfiler", "TorchOptions", "MODES", "COMPILE_MODES", "DTYPES", "CUDA_INSTALL", "nvidia_driver"]
 
 log = logging.getLogger(__name__)
 
-MODES = TORCH_MODES
+MODES = ("eager", "cudagraph", "compile")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: ``cuda`` of a device entry: true (the current GPU), false, or a GPU index
+CUDA = Rule("true, false or a GPU index", "", lambda t: {"true": True, "false": False}.get(str(t).lower(), int(t)),
+            lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0))
 #: precision names of the device registry -> (canonical name, dtype)
 DTYPES = {"fp32": ("fp32", torch.float32), "float32": ("fp32", torch.float32),
           "fp16": ("fp16", torch.float16), "float16": ("fp16", torch.float16), "half": ("fp16", torch.float16),
           "bf16": ("bf16", torch.bfloat16), "bfloat16": ("bf16", torch.bfloat16)}
 CUDA_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cu128"
 _MARKER = "effv2-nas torch profiler: module kept in memory by the process that exported it\n"
-#: settings that must agree between a run and the table it appends to
-_TABLE_SETTINGS = ("mode", "batch", "channels_last", "compile_mode")
+
+
+@dataclass(frozen=True)
+class TorchOptions(RuntimeOptions):
+    """PyTorch's options (see the module docstring)."""
+    mode: str = setting("eager", one_of(MODES), flag="--mode",
+                        help="eager, cudagraph (CUDA only) or compile (default: the device entry's, else eager)")
+    batch: int = setting(1, POSITIVE_INT, flag="--batch", help="batch of every timed call (default: the device "
+                                                                 "entry's, else 1)")
+    channels_last: bool = setting(False, FLAG, flag="--channels-last",
+                                  help="module and input in channels_last memory format (default: the device entry's)")
+    compile_mode: str | None = setting(None, one_of(COMPILE_MODES), optional=True, flag="--compile-mode",
+                                       help="torch.compile mode with --mode compile (default: the device entry's, "
+                                            "else default)")
+    cuda: bool | int | None = setting(None, CUDA, optional=True, help="the CUDA GPU (true: the current one)")
+    gpu: str | None = setting(None, TEXT, optional=True, help="part of the expected GPU's name")
+
+    def check(self) -> None:
+        if self.mode == "cudagraph" and not self.uses_cuda:
+            raise OptionsError("mode 'cudagraph' captures a CUDA graph, but this is a CPU device (no 'cuda' in its "
+                               "entry); use --mode eager or compile, or a CUDA device such as h200")
+        if self.mode != "compile" and self.compile_mode is not None:
+            object.__setattr__(self, "compile_mode", None)        # only compile has a compile mode
+
+    @property
+    def uses_cuda(self) -> bool:
+        return self.cuda is not None and self.cuda is not False
+
+    @property
+    def effective_compile_mode(self) -> str | None:
+        return (self.compile_mode or "default") if self.mode == "compile" else None
+
 
 
 def nvidia_driver() -> str | None:
@@ -97,91 +130,31 @@ def nvidia_driver() -> str | None:
     return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else None
 
 
-def _uses_cuda(device: Device) -> bool:
-    return device.cuda is not None and device.cuda is not False
-
-
-def resolve_options(device: Device, mode: str | None = None, batch: int | None = None,
-                    channels_last: bool | None = None, compile_mode: str | None = None) -> dict:
-    """The effective ``mode``, ``batch``, ``channels_last`` and ``compile_mode`` of a run: the given
-    values, else the device entry's, else the defaults (eager, 1, False, ``default``); ValueError for a
-    combination that cannot run."""
-    mode = mode or device.mode or "eager"
-    if mode not in MODES:
-        raise ValueError(f"unknown torch mode {mode!r}; choose from {list(MODES)}")
-    batch = int(batch if batch is not None else device.batch if device.batch is not None else 1)
-    if batch < 1:
-        raise ValueError(f"batch must be at least 1 (got {batch})")
-    cl = bool(channels_last if channels_last is not None else device.channels_last or False)
-    cm = compile_mode or device.compile_mode or "default"
-    if cm not in COMPILE_MODES:
-        raise ValueError(f"unknown torch.compile mode {cm!r}; choose from {list(COMPILE_MODES)}")
-    if mode == "cudagraph" and not _uses_cuda(device):
-        raise ValueError(f"mode 'cudagraph' captures a CUDA graph, but device {device.name!r} is a CPU device "
-                         f"(no 'cuda' in its entry); use --mode eager or compile, or a CUDA device such as h200")
-    return {"mode": mode, "batch": batch, "channels_last": cl, "compile_mode": cm if mode == "compile" else None}
-
-
+@register_runtime
 class TorchProfiler(Profiler):
     name = "torch"
+    aliases = ("pytorch",)
     suffix = ".pt2"
+    Options = TorchOptions
 
-    def __init__(self, *a, mode: str | None = None, batch: int | None = None, channels_last: bool | None = None,
-                 compile_mode: str | None = None, **kw):
+    def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        opts = resolve_options(self.device, mode, batch, channels_last, compile_mode)
-        self.mode: str = opts["mode"]
-        self.batch: int = opts["batch"]
-        self.channels_last: bool = opts["channels_last"]
-        self.compile_mode: str | None = opts["compile_mode"]
+        o = self.options
+        self.mode: str = o.mode
+        self.batch: int = o.batch
+        self.channels_last: bool = o.channels_last
+        self.compile_mode: str | None = o.effective_compile_mode
         prec = str(self.device.precision).lower()
         if prec not in DTYPES:
-            raise ValueError(f"device {self.device.name!r} has precision {self.device.precision!r}; the torch "
-                             f"profiler runs {sorted({v[0] for v in DTYPES.values()})}")
+            raise OptionsError(f"device {self.device.name!r} has precision {self.device.precision!r}; the torch "
+                               f"profiler runs {sorted({v[0] for v in DTYPES.values()})}")
         self.precision, self.dtype = DTYPES[prec]
-        self.cuda = _uses_cuda(self.device)
-        c = self.device.cuda
+        self.cuda = o.uses_cuda
         self.torch_device = torch.device("cpu") if not self.cuda else \
-            torch.device("cuda") if c is True else torch.device("cuda", int(c))
+            torch.device("cuda") if o.cuda is True else torch.device("cuda", int(o.cuda))
         self._ready = False
         self._in_memory: dict[str, torch.nn.Module] = {}      # export path -> module torch.export could not save
         self._warned_fallback = False
-
-    # -- command line ---------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, ap):
-        ap.add_argument("--mode", choices=MODES, default=None,
-                        help="eager, cudagraph (CUDA only) or compile (default: the device entry's, else eager)")
-        ap.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
-                        help="torch.compile mode with --mode compile (default: the device entry's, else default)")
-        ap.add_argument("--batch", type=positive_int, default=None,
-                        help="batch of every timed call (default: the device entry's, else 1)")
-        ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="module and input in channels_last memory format (default: the device entry's)")
-
-    @classmethod
-    def options_from_args(cls, args):
-        opts = {"mode": args.mode, "batch": args.batch, "channels_last": args.channels_last,
-                "compile_mode": args.compile_mode}
-        device = get_device(args.device)
-        run, entry = resolve_options(device, **opts), resolve_options(device)
-        changed = [f"--{k.replace('_', '-')} {run[k]}" for k in _TABLE_SETTINGS if run[k] != entry[k]]
-        if changed and not args.out:
-            raise ValueError(f"{', '.join(changed)} differs from device {device.name!r}'s entry; its own table keeps "
-                             f"the entry's settings (calibration and validation measure networks with them): "
-                             f"write this run to another table with --out FILE, or add a device entry")
-        if args.out and Path(args.out).exists():
-            had = read_meta(args.out).get("settings") or {}
-            diff = [f"{k}: table has {had[k]!r}, this run {run[k]!r}" for k in _TABLE_SETTINGS
-                    if k in had and had[k] != run[k]]
-            if diff:
-                raise ValueError(f"{args.out} was measured with other torch settings ({'; '.join(diff)}); "
-                                 f"write to another table with --out")
-        return opts
-
-    @classmethod
-    def options_from_settings(cls, settings: dict) -> dict:
-        return {k: settings[k] for k in _TABLE_SETTINGS if settings.get(k) is not None}
 
     # -- what the table records -----------------------------------------------------------------
     def _gpu_index(self) -> int:
@@ -202,15 +175,14 @@ class TorchProfiler(Profiler):
         return d
 
     def settings(self) -> dict:
-        d = {"mode": self.mode, "precision": self.precision, "dtype": str(self.dtype).removeprefix("torch."),
-             "batch": self.batch, "channels_last": self.channels_last, "compile_mode": self.compile_mode,
-             "device_type": self.torch_device.type, "exporter": "torch.export (.pt2)",
-             "grad_mode": "torch.inference_mode"}
+        d = {**super().settings(), "compile_mode": self.compile_mode, "precision": self.precision,
+             "dtype": str(self.dtype).removeprefix("torch."), "device_type": self.torch_device.type,
+             "exporter": "torch.export (.pt2)", "grad_mode": "torch.inference_mode"}
         if self.cuda:
             d["timed"] = "CUDA events around each call, after warm-up and torch.cuda.synchronize()"
             d["cudnn_benchmark"] = True
-            d["gpu"] = torch.cuda.get_device_name(self._gpu_index()) if torch.cuda.is_available() else None
-            d["cuda"] = torch.version.cuda
+            d["gpu_name"] = torch.cuda.get_device_name(self._gpu_index()) if torch.cuda.is_available() else None
+            d["cuda_version"] = torch.version.cuda
         else:
             d["timed"] = "module call (time.perf_counter, shared protocol)"
             d["intra_op_num_threads"] = self.threads
@@ -220,7 +192,7 @@ class TorchProfiler(Profiler):
         if self._ready:
             return
         if self.cuda:
-            gpu = self.device.extra.get("gpu")
+            gpu = self.options.gpu
             what = f"a CUDA GPU{f' ({gpu})' if gpu else ''}"
             if not torch.cuda.is_available():
                 if torch.version.cuda is None:
@@ -295,7 +267,7 @@ class TorchProfiler(Profiler):
             self._in_memory[key] = module.eval()             # eval() drops what the failed trace cached
         return path
 
-    def load(self, path) -> torch.nn.Module:
+    def load_module(self, path) -> torch.nn.Module:
         """The module exported to ``path``, on this run's device, ready to call."""
         key = self._key(path)
         if key in self._in_memory:
@@ -353,15 +325,16 @@ class TorchProfiler(Profiler):
                     f"({type(e).__name__}: {str(e).strip()[:300]}); use a device entry with precision fp32") from e
             raise
 
-    def runner(self, path, input_shape):
-        """CPU: a callable running the module once under ``torch.inference_mode`` (its ``input_shape``
-        attribute is the batch-replaced shape). CUDA devices are timed by :meth:`measure` instead (None)."""
+    def load(self, path, input_shape):
+        """CPU: the module loaded, its call running it once under ``torch.inference_mode`` (its
+        ``input_shape`` attribute is the batch-replaced shape). CUDA devices are timed by :meth:`measure`
+        instead (None)."""
         if self.cuda:
             return None
         self.check_ready()
         if torch.get_num_threads() != max(1, int(self.threads)):
             torch.set_num_threads(max(1, int(self.threads)))
-        mod = self.load(path)
+        mod = self.load_module(path)
         if self.mode == "compile":
             mod = self._compiled(mod)
         x = self.example_input(input_shape)
@@ -370,11 +343,15 @@ class TorchProfiler(Profiler):
             with torch.inference_mode():
                 return mod(x)
 
+        def predict(v):
+            with torch.inference_mode():
+                return mod(torch.as_tensor(v).to(device=self.torch_device, dtype=self.dtype)).float().cpu().numpy()
+
         self._first_calls(run, 2 if self.mode == "compile" else 1)
         run.input_shape = tuple(x.shape)
         run.dtype = x.dtype
         run.channels_last = bool(x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
-        return run
+        return Loaded(run, predict)
 
     def measure(self, path, input_shape) -> LatencyStats:
         if not self.cuda:
@@ -387,7 +364,7 @@ class TorchProfiler(Profiler):
             return self.protocol.measure(fn, timer=self._event_round)
 
     def _cuda_callable(self, path, input_shape) -> Callable[[], object]:
-        mod = self.load(path)
+        mod = self.load_module(path)
         x = self.example_input(input_shape)
         if self.mode == "compile":
             cmod = self._compiled(mod)

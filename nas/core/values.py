@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from nas.core.errors import UserError
 
 __all__ = ["ConfigError", "Rule", "WHOLE", "POSITIVE_INT", "NONNEGATIVE_INT", "POSITIVE_FLOAT",
-           "NONNEGATIVE_FLOAT", "FRACTION", "IMG_SIZE", "FLAG", "TEXT", "one_of", "letters", "int_range",
+           "NONNEGATIVE_FLOAT", "FRACTION", "IMG_SIZE", "FLAG", "TEXT", "STRINGS", "one_of", "letters", "int_range",
            "setting", "rule_of", "check_settings", "add_setting"]
 
 
@@ -107,6 +107,8 @@ IMG_SIZE = Rule("a whole number", "a positive multiple of 32", _parse_int, _is_i
 FLAG = Rule("true or false", "", lambda t: {"true": True, "false": False}[str(t).lower()],
             lambda v: isinstance(v, bool))
 TEXT = Rule("a non-empty string", "", str, lambda v: isinstance(v, str) and bool(v))
+STRINGS = Rule("a list of non-empty strings", "", lambda t: tuple(x.strip() for x in str(t).split(",") if x.strip()),
+               lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) and x for x in v), convert=tuple)
 
 
 def one_of(choices: Iterable[str]) -> Rule:
@@ -128,9 +130,11 @@ def int_range(lo: int, hi: int) -> Rule:
     return Rule("a whole number", f"between {lo} and {hi}", _parse_int, _is_int, lambda v: lo <= v <= hi, int)
 
 
-def setting(default, rule: Rule, *, optional: bool = False, help: str | None = None):
-    """A dataclass field whose values obey ``rule`` (None also allowed when ``optional``)."""
-    return dataclasses.field(default=default, metadata={"rule": rule, "optional": optional, "help": help})
+def setting(default, rule: Rule, *, optional: bool = False, help: str | None = None, flag: str | None = None):
+    """A dataclass field whose values obey ``rule`` (None also allowed when ``optional``). ``flag``: the
+    command-line flag that sets it, for configurations whose command lines are built from their fields."""
+    return dataclasses.field(default=default,
+                             metadata={"rule": rule, "optional": optional, "help": help, "flag": flag})
 
 
 def rule_of(cls, name: str) -> Rule:

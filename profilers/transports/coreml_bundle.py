@@ -34,14 +34,14 @@ from nas.core.files import atomic_write_text, claim_output, exclusive, parsing, 
 from nas.space.spaces import get_space
 from nas.space.units import BlockSpec, space_units
 
-from profilers import get_profiler
-from profilers.base import Profiler
-from profilers.cli import user_errors
+from profilers.runtimes import get_profiler
+from profilers.plugin.base import Profiler
+from profilers.plugin.cli import user_errors
 from profilers.devices import get_device
-from profilers.runner import parse_shard, shard_specs
-from profilers.stats import LatencyStats, summarize_runs
-from profilers.table import (TableError, TableWriter, check_compatible, check_stats, existing_keys, format_row,
-                             merge_meta, now_iso, read_meta, table_path, write_meta)
+from profilers.tables.runs import parse_shard, shard_specs
+from profilers.timing.protocol import LatencyStats, summarize_runs
+from profilers.tables.meta import TableError, TableMeta, now_iso
+from profilers.tables.table import TableWriter, check_stats, existing_keys, format_row, table_path
 
 __all__ = ["BUNDLE_ROOT", "write_bundle", "load_results", "import_results", "bundle_command", "import_command"]
 
@@ -184,25 +184,28 @@ def import_results(results: str | Path, device: str, out: str | Path | None = No
     if unknown:
         raise TableError(f"{results}: unknown unit key(s) {unknown[:5]}{'...' if len(unknown) > 5 else ''} (not in "
                          f"bundle {bundle} nor in space {sp.name!r} at {img} px)")
-    meta_new = prof.table_meta(sp.name, img, nc)
-    meta_new["runtime_version"] = f"Core ML on device ({info.get('os', 'OS not given')})"
-    meta_new["host"] = {"measured_on": info.get("device_model", dev.name), "os": info.get("os"),
-                        "imported_from": str(results)}
-    meta_new["converter"] = prof.runtime_version()
+    new = prof.table_meta(sp.name, img, nc).replace(
+        runtime_version=f"Core ML on device ({info.get('os', 'OS not given')})",
+        host={"measured_on": info.get("device_model", dev.name), "os": info.get("os"), "imported_from": str(results)},
+        extra={"converter": prof.runtime_version()})
     claim_output(out)
     with exclusive(out, "latency table", folder=False):    # one writer per table
-        check_compatible(out, meta_new)
+        old = TableMeta.read(out)
+        if old is not None:
+            diffs = old.differences(new)
+            if diffs:
+                raise TableError(f"{out} was measured with other settings ({'; '.join(diffs)}); write to another "
+                                 f"table with --out")
         have = existing_keys(out)
-        meta = merge_meta(read_meta(out), meta_new)
+        meta = old.joined(new) if old else new.joined(new)
         stamp = str(info.get("measured_at") or now_iso())
         lines = [format_row(specs[k].to_dict(), st, dev.threads, stamp) for k, st in stats.items() if k not in have]
-        write_meta(out, meta)                             # every row was validated above: now write them
+        meta.write(out)                                   # every row was validated above: now write them
         with TableWriter(out) as w:
             for line in lines:
                 w.write_line(line)
         added = len(lines)
-        meta["rows"] = len(existing_keys(out))
-        write_meta(out, meta)
+        meta.replace(rows=len(existing_keys(out))).write(out)
     return {"path": str(out), "added": added, "skipped": len(stats) - added}
 
 
@@ -229,7 +232,7 @@ def import_command(argv: Sequence[str]) -> int:
 
 def bundle_command(profiler: Profiler, args: argparse.Namespace) -> int:
     """``python -m profilers.coreml --device NAME`` where the device is not timed here: write its bundle
-    (``args`` from :func:`profilers.cli.build_parser` plus ``--bundle``)."""
+    (``args`` from :func:`profilers.plugin.cli.build_parser` plus ``--bundle``)."""
     dev = profiler.device
     with user_errors():
         sp = get_space(args.space)

@@ -14,8 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from profilers.base import ProfilerUnavailable
-from profilers.stats import LatencyStats, stats_from_round_summaries
+from profilers.plugin.base import ProfilerUnavailable
+from profilers.timing.protocol import LatencyStats, stats_from_round_summaries
 
 __all__ = ["parse_benchmark_model", "BenchmarkModelError", "AdbBenchmark", "delegate_flags"]
 

@@ -8,7 +8,7 @@
 
 Every file has one input named ``input`` (fp32, batch 1) and one output named ``output``. The converters'
 packages are imported when a conversion first needs them; a missing one is a
-:class:`~profilers.base.ProfilerUnavailable` that names what to install. :func:`quiet_output` silences
+:class:`~profilers.runtimes.ProfilerUnavailable` that names what to install. :func:`quiet_output` silences
 what converters print from C++.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from profilers.base import ProfilerUnavailable
+from profilers.runtimes import ProfilerUnavailable
 
 __all__ = ["OPSET", "export_onnx", "export_tflite", "export_coreml", "import_coremltools", "import_litert_torch",
            "quiet_output"]

@@ -6,7 +6,7 @@ kernels, OS, architecture, the cores the process may use) next to the runtime, i
 thread count. :func:`differences` lists, in words, what differs between two fingerprints; fields that
 either side did not record are not compared. A fingerprint alone cannot tell two machines of the same
 name apart (two "AMD EPYC" hosts can differ by 1.5x): that is what a table's probe is for
-(:mod:`profilers.probe`).
+(:mod:`profilers.timing.probe`).
 """
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ import platform
 import subprocess
 from pathlib import Path
 from typing import Iterable
-
-import torch
 
 __all__ = ["fingerprint", "differences", "host_id", "pinned", "COMPARED_FIELDS", "ISA_FLAGS"]
 
@@ -121,6 +119,7 @@ def pinned(cpus: Iterable[int] | None):
     """Run the enclosed code on the cores ``cpus`` only (as ``taskset`` would), then restore the previous
     affinity, and torch's thread count, which a runtime may set for its timing (the caller, a search or a
     calibration, keeps its own). Pinning is skipped for ``None`` or where the OS has no affinity call."""
+    import torch                                  # only when pinning: importing this module needs no torch
     threads = torch.get_num_threads()
     before = None
     if cpus is not None and hasattr(os, "sched_setaffinity"):

@@ -21,7 +21,7 @@ each sweep's host-speed factor from all entries timed in it, and every round is 
 factor (factors are centred on the batch's median sweep, so latencies keep the batch's typical host
 speed) before the statistics are taken. ``cv`` then measures how much an entry moves against the entries
 timed beside it, which is what sums and rankings of table entries depend on; the host's own variation is
-kept apart in :attr:`Protocol.host_factors`. At the default 7 rounds this made entries agree better with
+kept apart in the timing's ``host_factors`` (:class:`Timing`). At the default 7 rounds this made entries agree better with
 their own second measurement, relative to each other, in every run of
 ``benchmarks/protocol_common_mode.py`` (benchmarks/results/protocol_common_mode.txt).
 """
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -37,7 +37,7 @@ import numpy as np
 from nas.core.values import (FLAG, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, ConfigError,
                              check_settings, setting)
 
-__all__ = ["LatencyStats", "Protocol", "summarize_rounds", "summarize_runs", "stats_from_round_summaries",
+__all__ = ["LatencyStats", "Protocol", "Timing", "summarize_rounds", "summarize_runs", "stats_from_round_summaries",
            "robust_cv", "sweep_factors", "MIN_COMMON"]
 
 #: fewest entries timed in one sweep for the sweep's common host-speed factor to be estimated
@@ -157,7 +157,17 @@ def stats_from_round_summaries(avgs_ms: Sequence[float], stds_ms: Sequence[float
     return LatencyStats(float(np.median(a)), float("nan"), float("nan"), mean, std, cv, int(n))
 
 
-@dataclass
+@dataclass(frozen=True)
+class Timing:
+    """What :meth:`Protocol.measure_many` measured: each entry's ``stats``, its cv after each pass
+    (``attempts``) and the host-speed factor of every sweep the common mode divided out
+    (``host_factors``)."""
+    stats: dict[str, LatencyStats]
+    attempts: dict[str, list[float]]
+    host_factors: list[float]
+
+
+@dataclass(frozen=True)
 class Protocol:
     """How a callable is timed.
 
@@ -178,8 +188,6 @@ class Protocol:
     max_cv: float = setting(0.05, POSITIVE_FLOAT, help="re-measure a unit whose round medians vary more than this")
     retries: int = setting(2, NONNEGATIVE_INT, help="extra passes at most for unsteady units")
     common_mode: bool = setting(True, FLAG, help="divide each sweep over a batch by the host speed its units share")
-    attempts: dict = field(default_factory=dict, repr=False)   # per name: cv after each pass of the last call
-    host_factors: list = field(default_factory=list, repr=False)   # per estimated sweep of the last call
 
     def __post_init__(self):
         check_settings(self)
@@ -187,10 +195,7 @@ class Protocol:
             raise ConfigError(f"min_runs ({self.min_runs}) must not exceed max_runs ({self.max_runs})")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("attempts")
-        d.pop("host_factors")
-        return d
+        return asdict(self)
 
     def runs_per_round(self, call_ms: float) -> int:
         if self.runs:
@@ -225,28 +230,27 @@ class Protocol:
 
     def measure(self, fn: Callable[[], object], timer: Timer | None = None) -> LatencyStats:
         """Time ``fn`` with this protocol and return its statistics (see :meth:`measure_many`)."""
-        return self.measure_many({"_": fn}, timer)["_"]
+        return self.measure_many({"_": fn}, timer).stats["_"]
 
-    def measure_many(self, fns: Mapping[str, Callable[[], object]],
-                     timer: Timer | None = None) -> dict[str, LatencyStats]:
-        """Time every callable of ``fns`` with rounds interleaved across them; ``{name: LatencyStats}``.
+    def measure_many(self, fns: Mapping[str, Callable[[], object]], timer: Timer | None = None) -> "Timing":
+        """Time every callable of ``fns`` with rounds interleaved across them; a :class:`Timing` (their
+        ``stats``, the cv after each pass of each, the host-speed factor of each sweep divided out).
 
         Each callable is warmed up, then ``rounds`` rounds are run, each round timing every callable
         once (the order rotates from round to round). A callable whose round medians vary by more than
         ``max_cv`` gets ``rounds`` more rounds (interleaved with the other unsteady ones), up to
         ``retries`` times; its statistics cover all its rounds, so a disturbed round weighs less and
-        less in the median of round medians. ``attempts`` holds, per name, the cv after each pass. With
-        ``common_mode`` and at least :data:`MIN_COMMON` entries, every round is first divided by its sweep's
-        host-speed factor (:func:`sweep_factors`; ``host_factors`` keeps those of the sweeps that had
-        enough entries to estimate one, empty without common mode). ``timer(fn, runs)`` times a round
-        (:meth:`time_round`, ``perf_counter``, by default).
+        less in the median of round medians. With ``common_mode`` and at least :data:`MIN_COMMON`
+        entries, every round is first divided by its sweep's host-speed factor (:func:`sweep_factors`;
+        the timing's ``host_factors`` are those of the sweeps that had enough entries to estimate one,
+        empty without common mode). ``timer(fn, runs)`` times a round (:meth:`time_round`,
+        ``perf_counter``, by default).
         """
         timer = timer or self.time_round
         names = list(fns)
         per_round = {k: self.runs_per_round(self._warm(fns[k], timer)) for k in names}
         rounds: dict[str, list[tuple[int, np.ndarray]]] = {k: [] for k in names}   # (sweep, call times)
-        self.attempts = {k: [] for k in names}
-        self.host_factors = []
+        attempts: dict[str, list[float]] = {k: [] for k in names}
         todo, stats, sweep = names, {}, 0
         for attempt in range(1 + max(0, self.retries)):
             for r in range(self.rounds):
@@ -257,12 +261,11 @@ class Protocol:
             factors, estimated = self._host_factors(names, rounds, sweep)
             for k in todo:
                 stats[k] = summarize_rounds([t / factors[s] for s, t in rounds[k]])
-                self.attempts[k].append(stats[k].cv)
+                attempts[k].append(stats[k].cv)
             todo = [k for k in todo if stats[k].cv > self.max_cv]
             if not todo:
                 break
-        self.host_factors = [float(f) for f, e in zip(factors, estimated) if e]
-        return {k: stats[k] for k in names}
+        return Timing({k: stats[k] for k in names}, attempts, [float(f) for f, e in zip(factors, estimated) if e])
 
     def _host_factors(self, names: list[str], rounds: dict, sweeps: int) -> tuple[np.ndarray, np.ndarray]:
         """Per sweep, the host-speed factor shared by its entries (1 without ``common_mode`` or where fewer

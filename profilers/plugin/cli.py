@@ -2,15 +2,16 @@
 
 A plugin module ends with ``raise SystemExit(main(MyProfiler))``; :func:`build_parser` gives it the shared
 flags (device, space, resolution, protocol, sharding, output, plus :func:`nas.core.cli.add_common_args`)
-and :meth:`profilers.base.Profiler.add_arguments` its own. Errors the user can fix exit with status 2
+and :meth:`profilers.plugin.base.Profiler.add_arguments` its own. Errors the user can fix exit with status 2
 and one line on stderr (:func:`nas.core.cli.command`); the summary is logged at INFO (stdout).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
+import dataclasses
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -20,25 +21,29 @@ import torch
 
 from nas.core.cli import ArgumentParser, add_common_args, command, nonnegative_int, positive_int
 from nas.core.files import claim_output
-from nas.core.values import add_setting
 from nas.core.errors import UserError
+from nas.core.values import FLAG, add_setting
 from nas.space.spaces import get_space
 from nas.space.units import probe_units, space_units
 
-from profilers import get_profiler
-from profilers.coverage import coverage_report
-from profilers.devices import RUNTIMES, Device, DeviceError, format_devices, get_device
-from profilers.runner import parse_shard, run_table, shard_specs
-from profilers.stats import Protocol
-from profilers.table import table_path
+from profilers.devices import Device, DeviceError, get_device, list_devices
+from profilers.plugin.options import OptionsError
+from profilers.runtimes import UnknownRuntime, get_profiler, list_runtimes
+from profilers.tables.runs import parse_shard, run_table, shard_specs
+from profilers.tables.table import coverage_report, table_path
+from profilers.timing.protocol import Protocol
 
-__all__ = ["build_parser", "default_out", "parse_cpus", "user_errors", "run_cli", "main", "dispatch"]
+__all__ = ["build_parser", "run_options", "default_out", "parse_cpus", "user_errors", "run_cli", "main", "dispatch",
+           "format_devices"]
 
 log = logging.getLogger(__name__)
 
 
-def build_parser(runtime: str, description: str | None = None) -> argparse.ArgumentParser:
-    """The argparse parser every ``python -m profilers.<runtime>`` shares."""
+def build_parser(profiler_cls, description: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m profilers.<runtime>``: the shared flags, the flags of the plugin's
+    options that may change for one run (fields of :attr:`~profilers.plugin.base.Profiler.Options` with a
+    ``flag``) and the plugin's own (:meth:`~profilers.plugin.base.Profiler.add_arguments`)."""
+    runtime = profiler_cls.name
     ap = ArgumentParser(
         prog=f"python -m profilers.{runtime}",
         description=description or f"Measure every unit of a search space with {runtime} and append it to "
@@ -66,8 +71,32 @@ def build_parser(runtime: str, description: str | None = None) -> argparse.Argum
     ap.add_argument("--limit", type=nonnegative_int, default=None, help="measure at most N missing units")
     ap.add_argument("--coverage", action="store_true", help="report which units the table lacks and exit")
     ap.add_argument("--keep-exports", default=None, help="keep exported models in this folder")
+    opts = ap.add_argument_group(f"{runtime} options (default: the device entry's; a change needs --out)")
+    for f in dataclasses.fields(profiler_cls.Options):
+        flag = f.metadata.get("flag")
+        if flag:
+            rule = f.metadata["rule"]
+            kw = ({"action": argparse.BooleanOptionalAction} if rule is FLAG else {"type": rule, "metavar": f.name.upper()})
+            opts.add_argument(flag, dest=f"option_{f.name}", default=None, help=f.metadata.get("help"), **kw)
+    profiler_cls.add_arguments(ap)
     add_common_args(ap)                               # --debug, -v (also: show converter output), -q, --no-progress
     return ap
+
+
+def run_options(profiler_cls, device: Device, args: argparse.Namespace):
+    """The plugin's options for this run: the device entry's, with the option flags given. A change from
+    the entry needs ``--out``: the device's own table keeps its entry's options (calibration and
+    validation time whole networks with them)."""
+    entry = profiler_cls.Options.from_entry(device)
+    changes = {f.name: getattr(args, f"option_{f.name}", None) for f in dataclasses.fields(profiler_cls.Options)}
+    options = entry.replace(**changes)
+    changed = [f"{f.metadata.get('flag')} {getattr(options, f.name)}" for f in dataclasses.fields(options)
+               if getattr(options, f.name) != getattr(entry, f.name)]
+    if changed and not args.out:
+        raise OptionsError(f"{', '.join(changed)} differs from device {device.name!r}'s entry; its own table keeps the "
+                           f"entry's settings (calibration and validation measure networks with them): write this "
+                           f"run to another table with --out FILE, or add a device entry")
+    return options
 
 
 def default_out(device: str, runtime: str, shard) -> Path:
@@ -111,8 +140,7 @@ def user_errors() -> Iterator[None]:
 def run_cli(profiler_cls, argv: Sequence[str]) -> int:
     """``python -m profilers.<runtime>`` without the error handling of :func:`main` (for commands that
     extend it, such as ``python -m profilers.coreml``)."""
-    ap = build_parser(profiler_cls.name)
-    profiler_cls.add_arguments(ap)
+    ap = build_parser(profiler_cls)
     args = ap.parse_args(argv)
     if args.list_devices:
         print(format_devices())
@@ -136,7 +164,7 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
                             common_mode=args.common_mode)
         prof = profiler_cls(device, threads=args.threads, protocol=protocol, keep_exports=args.keep_exports,
                             quiet=not args.verbose, cpus=parse_cpus(args.cpus, device),
-                            **profiler_cls.options_from_args(args))
+                            options=run_options(profiler_cls, device, args), **profiler_cls.arguments(args))
         claim_output(out)                          # every setting checked: now the outputs, before any work
         if args.keep_exports:
             claim_output(args.keep_exports, folder=True)
@@ -144,9 +172,26 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
         res = run_table(prof, shard_specs(specs, shard), out, space_name=space.name, img_size=args.img_size,
                         num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,
                         probe_specs=probe_units(), space=space.to_dict())
-    log.info("%s: measured %d unit(s) in %.1f s, %d already present, %d left", res["path"], res["measured"],
-             res["seconds"], res["skipped"], res["remaining"])
+    log.info("%s: measured %d unit(s) in %.1f s, %d already present, %d left", res.path, res.measured, res.seconds,
+             res.skipped, res.remaining)
     return 0
+
+
+def format_devices() -> str:
+    """The registry as a readable table (what ``--list-devices`` prints): each device's runtimes, precision,
+    threads, the options its default runtime reads from its entry, its connection and description."""
+    rows = []
+    for d in list_devices().values():
+        try:
+            how = get_profiler(d.runtime).Options.from_entry(d).summary()
+        except (UserError, ValueError) as e:
+            how = f"(invalid: {e})"
+        rows.append((d.name, "/".join(d.runtimes), d.precision, str(d.threads), how, d.connection_type,
+                     d.description))
+    head = ("device", "runtimes", "precision", "threads", "options", "connection", "description")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(6)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6]
+    return "\n".join([fmt(head)] + [fmt(r) for r in rows])
 
 
 def main(profiler_cls, argv: Sequence[str] | None = None) -> int:
@@ -160,7 +205,7 @@ TOOLS = {"coverage": "profilers.coverage", "merge": "profilers.merge"}
 
 def _usage() -> str:
     return ("usage: effv2-profile <runtime> --device NAME [args]   (= python -m profilers.<runtime>)\n"
-            f"       effv2-profile {{{','.join(TOOLS)}}} [args]\n\nruntimes: {', '.join(RUNTIMES)}\n"
+            f"       effv2-profile {{{','.join(TOOLS)}}} [args]\n\nruntimes: {', '.join(list_runtimes())}\n"
             "effv2-profile <runtime> --help shows its arguments; --list-devices the known devices.")
 
 
@@ -175,8 +220,8 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         return importlib.import_module(TOOLS[name]).main(rest)
     try:
         cls = get_profiler(name)
-    except KeyError as e:
-        print(f"error: {e.args[0]}\n\n{_usage()}", file=sys.stderr)
+    except UnknownRuntime as e:
+        print(f"error: {e}\n\n{_usage()}", file=sys.stderr)
         return 2
     own = getattr(importlib.import_module(cls.__module__), "main", None)
     if own is not None and own is not main:        # a plugin with its own command (profilers.coreml)

@@ -8,26 +8,25 @@ takes seconds and answers two questions:
   tolerance.
 * **How much has the host drifted?** Shared machines speed up and slow down by 5-10 % over minutes.
   While a table (or a set of networks) is measured, the probe is measured between batches;
-  :meth:`Probe.ratio` (the geometric mean of the probe units' ratios to the reference) is the host's
+  :func:`probe_ratio` (the geometric mean of the probe units' ratios to the reference) is the host's
   speed relative to the reference, and dividing a batch's latencies by it puts every batch on the
-  reference's scale.
+  reference's scale (:mod:`profilers.timing.batch`).
 
 The probe is always timed on its own, with the table's protocol: a unit's latency depends on what it is
 interleaved with (caches), so a probe mixed into a batch and the same probe timed alone differ.
 
-This module knows nothing of the search space: the probe units are any objects with a ``key`` and a
-``build()`` returning ``(module, input_shape)`` (``nas.space.units.probe_units()`` provides them).
+This module knows nothing of the search space or of the runtimes: it compares probe medians.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
-from profilers.stats import LatencyStats
+from profilers.timing.protocol import LatencyStats
 
-__all__ = ["Probe", "ProbeCheck", "check_probe", "DEFAULT_TOLERANCE", "PROBE_TRIES"]
+__all__ = ["probe_ratio", "ProbeCheck", "check_probe", "DEFAULT_TOLERANCE", "PROBE_TRIES"]
 
 #: how far (relative) a probe unit may move before a table is taken not to describe this host
 DEFAULT_TOLERANCE = 0.20
@@ -35,33 +34,10 @@ DEFAULT_TOLERANCE = 0.20
 PROBE_TRIES = 3
 
 
-@dataclass
-class Probe:
-    """Probe units and their reference medians (ms; ``None`` until the first measurement sets them)."""
-    specs: Sequence
-    reference: dict[str, float] | None = None
-    factors: list[float] = field(default_factory=list)      # factor of every batch measured so far
-    ratios: list[float] = field(default_factory=list)       # every probe measurement, relative to the reference
-
-    @property
-    def keys(self) -> list[str]:
-        return [s.key for s in self.specs]
-
-    def ratio(self, stats: Mapping[str, LatencyStats]) -> float:
-        """Host speed now relative to the reference (>1: slower now): the geometric mean of the probe
-        units' ratios. The first call, when there is no reference yet, makes ``stats`` the reference."""
-        now = {k: float(stats[k].p50_ms) for k in self.keys}
-        if not self.reference:
-            self.reference = now
-            r = 1.0
-        else:
-            r = math.exp(sum(math.log(now[k] / self.reference[k]) for k in self.keys) / len(self.keys))
-        self.ratios.append(r)
-        return r
-
-    def to_meta(self, extra: dict | None = None) -> dict:
-        return {"units": [s.to_dict() if hasattr(s, "to_dict") else {"key": s.key} for s in self.specs],
-                "p50_ms": dict(self.reference or {}), **(extra or {})}
+def probe_ratio(reference: Mapping[str, float], stats: Mapping[str, LatencyStats]) -> float:
+    """Host speed now relative to ``reference`` (>1: slower now): the geometric mean of the probe units'
+    ratios of ``stats`` (the probe measured now) to their reference medians."""
+    return math.exp(sum(math.log(float(stats[k].p50_ms) / reference[k]) for k in reference) / len(reference))
 
 
 @dataclass
