@@ -27,14 +27,13 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from nas.latency.tables import resolve_table  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from nas.space.units import space_units  # noqa: E402
 from profilers import get_profiler  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
-from profilers.host import pinned  # noqa: E402
-from profilers.stats import Protocol  # noqa: E402
-from profilers.table import read_table  # noqa: E402
+from profilers.timing.host import pinned  # noqa: E402
+from profilers.timing.protocol import Protocol  # noqa: E402
+from profilers.tables.table import LatencyTable  # noqa: E402
 
 
 def measure_side_by_side(device: str, runtimes: list[str], space: str, batch: int) -> pd.DataFrame:
@@ -53,10 +52,11 @@ def measure_side_by_side(device: str, runtimes: list[str], space: str, batch: in
                     torch.manual_seed(0)
                     m, shape = s.build()
                     path = prof.export(m.eval(), shape, Path(tmp) / f"{s.key}.{j}{prof.suffix}")
-                    fns[(s.key, j)] = prof.runner(path, shape)
-                    if fns[(s.key, j)] is None:
+                    loaded = prof.load(path, shape)
+                    if loaded is None:
                         raise SystemExit(f"{prof.name} times in an external tool; --measure needs in-process runners")
-            st = Protocol().measure_many(fns)
+                    fns[(s.key, j)] = loaded.run
+            st = Protocol().measure_many(fns).stats
             rows += [{"key": s.key, "p50_ms": st[(s.key, 0)].p50_ms, "b_ms": st[(s.key, 1)].p50_ms,
                       "cv_a": st[(s.key, 0)].cv, "cv_b": st[(s.key, 1)].cv} for s in specs[i:i + batch]]
     return pd.DataFrame(rows).set_index("key")
@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     if args.measure:
         j = measure_side_by_side(args.device, args.runtimes, args.space, args.batch)
     else:
-        a, _ = read_table(resolve_table(args.device, a_name))
-        b, _ = read_table(resolve_table(args.device, b_name))
+        a = LatencyTable.read(args.device, a_name).rows
+        b = LatencyTable.read(args.device, b_name).rows
         j = a[["p50_ms"]].join(b[["p50_ms"]].rename(columns={"p50_ms": "b_ms"}), how="inner")
     j["kind"] = [str(k).split("_")[0] for k in j.index]
     j["ratio"] = j["p50_ms"] / j["b_ms"]

@@ -36,15 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from nas.core.files import shipping  # noqa: E402
-from nas.latency.calibrate import calibrate  # noqa: E402
+from nas.latency.calibration_run import calibrate  # noqa: E402
 from nas.latency.validation import validate  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from nas.space.units import probe_units, space_units  # noqa: E402
 from profilers import get_profiler  # noqa: E402
-from profilers.batch import DEFAULT_BATCH  # noqa: E402
+from profilers.timing.batch import DEFAULT_BATCH  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
-from profilers.runner import run_table  # noqa: E402
-from profilers.table import read_table, table_path  # noqa: E402
+from profilers.tables.runs import run_table  # noqa: E402
+from profilers.tables.table import LatencyTable, table_path  # noqa: E402
 
 log = logging.getLogger("gpu_reference")
 
@@ -76,21 +76,22 @@ def profile(device: str, runtime: str, space, img_size: int, num_classes: int, o
     while budget.allows(f"profiling {dev.name}"):
         res = run_table(prof, specs, out, space_name=space.name, img_size=img_size, num_classes=num_classes,
                         limit=chunk, probe_specs=probe_units(), space=space.to_dict())
-        measured += res["measured"]
-        if res["remaining"] == 0 or res["measured"] == 0:
+        measured += res.measured
+        if res.remaining == 0 or res.measured == 0:
             break
     if not out.exists():
         return {"table": str(out), "units": 0, "of": len(specs), "measured_now": 0, "complete": False}
-    df, meta = read_table(out)
+    table = LatencyTable.read(out)
+    df, meta = table.rows, table.meta
     have = [s.key for s in specs if s.key in df.index]
     cv = df.loc[have, "cv"].to_numpy(float)
     return {"table": str(out), "units": len(have), "of": len(specs), "measured_now": measured,
-            "seconds_now": round(time.perf_counter() - t0, 1), "profiling_seconds": meta.get("profiling_seconds"),
+            "seconds_now": round(time.perf_counter() - t0, 1), "profiling_seconds": meta.profiling_seconds,
             "median_cv_pct": round(100 * float(np.nanmedian(cv)), 2) if len(cv) else None,
             "p90_cv_pct": round(100 * float(np.nanpercentile(cv, 90)), 2) if len(cv) else None,
             "sum_p50_ms": round(float(df.loc[have, "p50_ms"].sum()), 4),
-            "runtime_version": meta.get("runtime_version"), "settings": meta.get("settings"),
-            "software": meta.get("software"), "complete": len(have) == len(specs)}
+            "runtime_version": meta.runtime_version, "settings": dict(meta.settings),
+            "software": dict(meta.software), "complete": len(have) == len(specs)}
 
 
 def check(table: str, report_dir: Path, n: int, repeat: int, calib_random: int, budget: Budget) -> dict:

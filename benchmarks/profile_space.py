@@ -25,10 +25,10 @@ from nas.core.files import shipping  # noqa: E402
 from nas.space.units import probe_units, space_units  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from profilers import get_profiler  # noqa: E402
-from profilers.cli import parse_cpus  # noqa: E402
+from profilers.plugin.cli import parse_cpus  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
-from profilers.runner import run_table  # noqa: E402
-from profilers.table import meta_path, read_table, table_path  # noqa: E402
+from profilers.tables.runs import run_table  # noqa: E402
+from profilers.tables.table import LatencyTable, meta_path, table_path  # noqa: E402
 
 TARGET_S, TARGET_CV = 600.0, 0.03
 
@@ -66,10 +66,11 @@ def main(argv=None) -> int:
                         num_classes=args.num_classes, progress=not args.no_progress, probe_specs=probe_units(),
                         space=space.to_dict())
         wall = time.perf_counter() - t0
-        df, meta = read_table(out)
+        table = LatencyTable.read(out)
+        df, meta = table.rows, table.meta
         df = df.loc[[s.key for s in specs if s.key in df.index]]
         cv = df["cv"].to_numpy(float)
-        rows.append((rt, prof.runtime_version(), len(df), res["measured"], wall, meta.get("profiling_seconds"),
+        rows.append((rt, prof.runtime_version(), len(df), res.measured, wall, meta.profiling_seconds,
                      float(np.nanmedian(cv)), float(np.nanpercentile(cv, 90)), float(np.nanmax(cv)),
                      float(df["p50_ms"].sum()), str(out)))
     print()

@@ -5,10 +5,10 @@
 
 Samples ``--units`` units of the space, then times them in two passes of ``--rounds`` interleaved
 sweeps each (a sweep times every unit once, for about ``round_s``, in a rotating order, as
-:meth:`profilers.stats.Protocol.measure_many` does), one pass after the other. The raw round medians of
+:meth:`profilers.timing.protocol.Protocol.measure_many` does), one pass after the other. The raw round medians of
 both passes are kept, and every estimator is computed from the same data: the protocol's plain median of
 round medians, and the same after removing each sweep's common host speed
-(:func:`profilers.stats.sweep_factors`, ``Protocol(common_mode=True)``), on the first 7, 14 or all rounds of
+(:func:`profilers.timing.protocol.sweep_factors`, ``Protocol(common_mode=True)``), on the first 7, 14 or all rounds of
 each pass. Reproducibility is the median (and p90) over units of ``|log(pass 1 / pass 2)|``: raw, and
 relative (the median log ratio over units removed first, i.e. what rankings and sums of entries see when
 the host as a whole was faster in one pass). ``cv`` is the entries' median robust cv on pass 1.
@@ -31,8 +31,8 @@ from nas.space.spaces import get_space  # noqa: E402
 from nas.space.units import space_units  # noqa: E402
 from profilers import get_profiler  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
-from profilers.host import pinned  # noqa: E402
-from profilers.stats import Protocol, summarize_rounds, sweep_factors  # noqa: E402
+from profilers.timing.host import pinned  # noqa: E402
+from profilers.timing.protocol import Protocol, summarize_rounds, sweep_factors  # noqa: E402
 
 
 def one_pass(fns: dict, per_round: dict, rounds: int) -> dict[str, list[np.ndarray]]:
@@ -78,9 +78,10 @@ def main(argv=None) -> int:
             torch.manual_seed(0)
             m, shape = s.build()
             path = prof.export(m.eval(), shape, Path(tmp) / f"{s.key}{prof.suffix}")
-            fns[s.key] = prof.runner(path, shape)
-            if fns[s.key] is None:
+            loaded = prof.load(path, shape)
+            if loaded is None:
                 raise SystemExit(f"runtime {args.runtime} times in an external tool; this benchmark needs a runner")
+            fns[s.key] = loaded.run
         per_round = {k: p.runs_per_round(p._warm(fn)) for k, fn in fns.items()}
         t0 = time.perf_counter()
         passes = [one_pass(fns, per_round, args.rounds) for _ in range(2)]

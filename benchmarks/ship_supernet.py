@@ -24,7 +24,7 @@ from nas.supernet.checkpoint import load_checkpoint, load_supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator  # noqa: E402
 from nas.core.files import shipping  # noqa: E402
 from nas.supernet.shipped import SHIPPED_DIR, save_compact, write_card  # noqa: E402
-from profilers.host import fingerprint  # noqa: E402
+from profilers.timing.host import fingerprint  # noqa: E402
 
 COMMAND = "torchrun --standalone --nproc_per_node 2 -m nas.train_supernet"
 

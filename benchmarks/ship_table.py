@@ -22,12 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nas.latency.calibration import calibration_path  # noqa: E402
 from profilers.devices import get_device  # noqa: E402
 from nas.core.files import check_writable, shipping  # noqa: E402
-from profilers.table import TABLES_DIR, meta_path, read_meta, write_meta  # noqa: E402
+from profilers.tables.meta import TableMeta  # noqa: E402
+from profilers.tables.table import TABLES_DIR, meta_path  # noqa: E402
 
 
 def ship(table: Path, device: str, note: str, out_dir: Path = TABLES_DIR) -> Path:
-    meta = read_meta(table)
-    runtime = meta.get("runtime")
+    meta = TableMeta.read(table)
+    if meta is None:
+        raise SystemExit(f"{table} has no metadata: nothing says what it measures")
+    runtime = meta.runtime
     dev = get_device(device)
     if dev.connection_type != "reference":
         raise SystemExit(f"{device!r} is not a reference device (connection {dev.connection_type!r})")
@@ -36,8 +39,7 @@ def ship(table: Path, device: str, note: str, out_dir: Path = TABLES_DIR) -> Pat
     out = out_dir / f"{device}.{runtime}.csv"
     check_writable(out)
     shutil.copyfile(table, out)
-    meta.update(device=device, device_entry=dev.to_dict(), measured_as=meta.get("device"), note=note)
-    write_meta(out, meta)
+    meta.replace(device=dev, extra={**dict(meta.extra), "measured_as": meta.device.name, "note": note}).write(out)
     cal = calibration_path(table)
     if cal.exists():
         shutil.copyfile(cal, calibration_path(out))
@@ -54,7 +56,9 @@ def main(argv=None) -> int:
     with shipping():                               # the one writer of the shipped (read-only) tables
         out = ship(args.table, args.device, args.note, args.out_dir)
     print(f"{out}, {meta_path(out).name}" + (f", {calibration_path(out).name}" if calibration_path(out).exists() else ""))
-    print(json.dumps({k: read_meta(out)[k] for k in ("device", "measured_as", "runtime", "runtime_version", "rows")}))
+    shipped = TableMeta.read(out)
+    print(json.dumps({"device": shipped.device.name, "measured_as": shipped.extra.get("measured_as"),
+                      "runtime": shipped.runtime, "runtime_version": shipped.runtime_version, "rows": shipped.rows}))
     return 0
 
 

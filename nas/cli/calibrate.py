@@ -8,7 +8,7 @@ import sys
 
 from nas.cli.common import network_parser
 from nas.core.cli import command
-from nas.latency.calibrate import calibrate, format_report
+from nas.latency.calibration_run import calibrate, format_report
 
 __all__ = ["main"]
 

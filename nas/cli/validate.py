@@ -13,7 +13,7 @@ from nas.cli.common import network_parser
 from nas.core.cli import command
 from nas.core.values import NONNEGATIVE_INT, POSITIVE_FLOAT
 from nas.latency.validation import QUICK_N, VALIDATION_SEED, format_report, quick_check, validate
-from profilers.probe import DEFAULT_TOLERANCE
+from profilers.timing.probe import DEFAULT_TOLERANCE
 
 __all__ = ["main"]
 

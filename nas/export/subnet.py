@@ -21,8 +21,11 @@ import numpy as np
 import torch
 
 from models.efficientformer_v2 import EfficientFormerV2
-from profilers.base import ProfilerUnavailable
-from profilers.convert import export_coreml, export_onnx, export_tflite
+from nas.core.files import atomic_write_text
+from profilers.devices import Device
+from profilers.formats.convert import export_coreml, export_onnx, export_tflite
+from profilers.plugin.base import ProfilerUnavailable
+from profilers.runtimes import get_profiler
 from nas.supernet.checkpoint import safe_load
 from nas.supernet.evaluate import recalibrate_bn
 from nas.space.arch import Arch
@@ -68,21 +71,18 @@ def _diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
-def _check_onnx(path: Path, x: np.ndarray, ref: np.ndarray) -> dict:
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    return {"runtime": f"onnxruntime {ort.__version__}", "max_abs_diff": _diff(out, ref)}
+def _check_by(runtime: str, device: Device | str = "local-cpu"):
+    """An export check that runs the file with ``runtime``'s plugin on ``device`` (this machine's CPU):
+    the one place that loads and runs a runtime's files, for the profilers and for these checks alike."""
+    def check(path: Path, x: np.ndarray, ref: np.ndarray) -> dict:
+        prof = get_profiler(runtime)(device)
+        out = prof.load(path, tuple(x.shape)).predict(x)
+        return {"runtime": f"{runtime} {prof.runtime_version()}", "max_abs_diff": _diff(out, ref)}
+    return check
 
 
-def _check_tflite(path: Path, x: np.ndarray, ref: np.ndarray) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.set_tensor(inp["index"], x.astype(inp["dtype"]))
-    it.invoke()
-    return {"runtime": "ai-edge-litert interpreter", "max_abs_diff": _diff(it.get_tensor(out["index"]), ref)}
+#: Core ML predicts only on macOS: there, a Mac's CPU, GPU and Neural Engine run the package
+THIS_MAC = Device("this-mac", ("coreml",), precision="fp16")
 
 
 def _check_coreml(path: Path, x: np.ndarray, ref: np.ndarray) -> dict:
@@ -95,9 +95,7 @@ def _check_coreml(path: Path, x: np.ndarray, ref: np.ndarray) -> dict:
                           f"input of shape {list(x.shape)} and one output")
     info = {"runtime": f"coremltools {ct.__version__}", "inputs": inputs, "outputs": outputs}
     if platform.system() == "Darwin":
-        model = ct.models.MLModel(str(path))
-        out = next(iter(model.predict({next(iter(inputs)): x}).values()))
-        info["max_abs_diff"] = _diff(out, ref)
+        info.update(_check_by("coreml", THIS_MAC)(path, x, ref))
     else:
         info["note"] = "loaded and described; Core ML prediction needs macOS, so outputs were not compared here"
     return info
@@ -154,14 +152,14 @@ def export_subnet(supernet: SlimmableSupernet, arch: Arch, out_dir: str | Path,
         try:
             if fmt == "onnx":
                 path = export_onnx(model, shape, out / "model.onnx")
-                record(fmt, path, _check_onnx, 1e-4 * max(1.0, scale))
+                record(fmt, path, _check_by("onnxruntime"), 1e-4 * max(1.0, scale))
             elif fmt == "tflite":
                 path = export_tflite(model, shape, out / "model.tflite", quiet=quiet)
-                record(fmt, path, _check_tflite, 5e-3 * scale)
+                record(fmt, path, _check_by("tflite"), 5e-3 * scale)
             elif fmt == "coreml":
                 path = export_coreml(model, shape, out / "model.mlpackage", quiet=quiet)
                 record(fmt, path, _check_coreml, 5e-2 * scale)      # fp16 compute
         except (ImportError, ProfilerUnavailable) as e:
             report["formats"][fmt] = {"error": f"{e} (install the extras: pip install -e '.[all]')"}
-    (out / "export.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(out / "export.json", json.dumps(report, indent=1))
     return report

@@ -17,9 +17,9 @@ import numpy as np
 from nas.core.files import atomic_write_text, claim_output, exclusive
 from nas.core.values import NONNEGATIVE_INT, POSITIVE_INT, WHOLE
 from nas.latency.calibration import Calibration, CalibrationError, calibration_path
-from nas.latency.measure import make_profiler, measure_archs, table_key
-from nas.latency.predictor import LatencyPredictor, MissingLatencyError, resolve_table
-from nas.latency.tables import check_measurable_here
+from nas.latency.networks import measure_archs, table_key, table_profiler
+from nas.latency.predictor import LatencyPredictor, MissingLatencyError
+from profilers.tables.table import LatencyTable
 
 __all__ = ["calibrate", "format_report", "VARIANTS"]
 
@@ -28,19 +28,23 @@ VARIANTS = ("s0", "s1", "s2", "l")
 
 def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: int = 0,
               threads: int | None = None, out_dir: str | Path = "runs/calibrate", root=None,
-              progress: bool = True, allow_foreign: bool | None = None) -> Calibration:
+              progress: bool = True, allow_foreign: bool | None = None, verify: str = "probe") -> Calibration:
     """Measure S0/S1/S2/L (those in the table's space) and ``n_random`` random subnets, fit, store.
 
     The table must be one this machine can measure networks for (not a reference device's, which ships
-    as it is); its calibration file and ``out_dir`` are claimed before anything is measured, and the
-    table's lock is held until the calibration is written."""
+    as it is) and describe this host (``verify``: ``"probe"``, the probe re-measured too, or
+    ``"fingerprint"``, for a table probed or measured just before); its calibration file and ``out_dir``
+    are claimed before anything is measured, and the table's lock is held until the calibration is
+    written."""
     n_random = NONNEGATIVE_INT.check("n_random", n_random)
     seed = WHOLE.check("seed", seed)
     if threads is not None:
         threads = POSITIVE_INT.check("threads", threads)
-    path = resolve_table(target, runtime, root)
-    pred = LatencyPredictor.from_table(path, calibrated=False, verify="probe", allow_foreign=allow_foreign)
-    check_measurable_here(path, pred.meta, "calibrate")
+    table = LatencyTable.read(target, runtime, root)
+    table.check_measurable_here("calibrate")
+    table.verify_host(probe=verify == "probe", allow_foreign=allow_foreign)
+    pred = LatencyPredictor.of_table(table, calibrated=False)
+    path = table.path
     claim_output(calibration_path(path))
     claim_output(out_dir, folder=True)
     space = pred.space
@@ -53,13 +57,11 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     missing = pred.missing_keys(archs)
     if missing:
         raise MissingLatencyError(missing, pred.fill_hint())
-    device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
-    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"), pred.meta.get("settings"))
+    profiler = table_profiler(table, threads)
     with exclusive(path, "latency table", folder=False):     # the table and its calibration: one writer
         rows = measure_archs(archs, profiler, out_dir, f"{Path(path).name.removesuffix('.csv')}.networks",
-                             pred.img_size, pred.num_classes, desc="calibration networks",
-                             table=table_key(path, pred.meta),
-                             probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"), progress=progress)
+                             pred.img_size, pred.num_classes, desc="calibration networks", table=table_key(table),
+                             probe_reference=table.meta.probe_p50, progress=progress)
         groups = np.array([pred.group_sums(a)[0] for a in archs])
         cal = Calibration.fit(groups, rows["p50_ms"].to_numpy(), archs=[a.to_dict() for a in archs])
         atomic_write_text(calibration_path(path), json.dumps(cal.to_dict(), indent=1))

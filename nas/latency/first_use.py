@@ -13,17 +13,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from profilers import get_profiler
-from profilers.runner import run_table
-from profilers.devices import get_device
-from profilers.probe import DEFAULT_TOLERANCE
-from profilers.table import existing_keys, read_meta, table_path
-
-from nas.space.units import probe_units, space_units
-from nas.latency.calibrate import calibrate, format_report
 from nas.latency.calibration import calibration_path
+from nas.latency.calibration_run import calibrate, format_report
 from nas.space.spaces import SearchSpace
-from nas.latency.tables import verify_host
+from nas.space.units import probe_units, space_units
+from profilers.devices import get_device
+from profilers.runtimes import get_profiler
+from profilers.tables.runs import run_table
+from profilers.tables.table import LatencyTable, existing_keys, table_path
+from profilers.timing.probe import DEFAULT_TOLERANCE
 
 __all__ = ["ensure_local_table"]
 
@@ -40,11 +38,10 @@ def ensure_local_table(device: str, runtime: str | None, space: SearchSpace, img
     """
     dev = get_device(device)
     rt = runtime or dev.runtime
-    path = table_path(dev.name, rt)
+    path = table_path(dev, rt)
     specs = space_units(space, img_size, num_classes)
-    meta = read_meta(path) if path.exists() else {}
-    if meta:
-        verify_host(path, meta, probe=True, allow_foreign=allow_foreign, tolerance=tolerance)
+    if path.exists():
+        LatencyTable.read(path).verify_host(probe=True, allow_foreign=allow_foreign, tolerance=tolerance)
     profiler = get_profiler(rt)(dev)
     have = existing_keys(path) if path.exists() else set()
     missing = [s for s in specs if s.key not in have]
@@ -55,11 +52,11 @@ def ensure_local_table(device: str, runtime: str | None, space: SearchSpace, img
             f"(python -m profilers.{rt} --device {dev.name}; interrupt and rerun at any time: it resumes)")
         res = run_table(profiler, missing, path, space_name=space.name, img_size=img_size, num_classes=num_classes,
                         progress=progress, probe_specs=probe_units(), space=space.to_dict())
-        say(f"Measured {res['measured']} units in {res['seconds']:.0f} s")
+        say(f"Measured {res.measured} units in {res.seconds:.0f} s")
     if missing or not calibration_path(path).exists():
         say(f"Calibrating it on whole networks measured end to end (python -m nas.calibrate --target {dev.name}) ...")
         cal = calibrate(str(path), rt, n_random=calibrate_networks, progress=progress, allow_foreign=allow_foreign,
-                        out_dir=path.parent / "calibrate")
+                        out_dir=path.parent / "calibrate", verify="fingerprint")      # probed (or made) just now
         say(format_report(cal))
     if missing:
         say(f"This host's table is ready ({time.perf_counter() - t0:.0f} s).")

@@ -1,9 +1,11 @@
-"""End-to-end measurement of whole networks on a table's runtime (for calibration and validation).
+"""Whole networks measured end to end on a table's runtime (for calibration, validation and the search's
+check of its picks).
 
-Each measured network is appended to a journal (:mod:`nas.core.journal`) as soon as it is done, so a killed
-run resumes where it stopped; the journal is keyed by everything that produced its rows, so a run with other
-settings measures again instead of replaying them. Networks are built from their architecture with :class:`models.EfficientFormerV2` and timed
-with the same profiler plugin and protocol as the table's blocks.
+Networks are built from their architecture with :class:`models.EfficientFormerV2` and timed by the plugin set
+up as the table was measured (:meth:`profilers.plugin.base.Profiler.for_table`): the same runtime, options and
+protocol as its units. Each measured network is appended to a journal (:mod:`nas.core.journal`) as soon as it
+is done, so a killed run resumes where it stopped; the journal is keyed by everything that produced its rows,
+so a run with other settings measures again instead of replaying them.
 """
 from __future__ import annotations
 
@@ -20,26 +22,21 @@ from models import EfficientFormerV2
 from nas.core.journal import Journal, JournalError
 from nas.space.arch import Arch
 from nas.space.units import probe_units
-from profilers import get_profiler
-from profilers.batch import measure_modules
-from profilers.devices import get_device
-from profilers.host import host_id
-from profilers.probe import Probe
+from profilers.runtimes import get_profiler
+from profilers.tables.table import LatencyTable
+from profilers.timing.batch import measure_batches
+from profilers.timing.host import host_id
 
-__all__ = ["make_profiler", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv", "COLUMNS"]
+__all__ = ["table_profiler", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv",
+           "COLUMNS"]
 
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
 
 
-def make_profiler(device: str, runtime: str | None = None, threads: int | None = None,
-                  settings: dict | None = None):
-    """The profiler plugin instance for ``device`` (and ``runtime``, default the device's own); with a
-    table's recorded ``settings`` (its metadata's ``settings``), set up to time the way that table was
-    timed (:meth:`profilers.base.Profiler.options_from_settings`)."""
-    dev = get_device(device)
-    rt = runtime or dev.runtime
-    cls = get_profiler(rt)
-    return cls(dev, threads=threads, **cls.options_from_settings(settings or {}))
+def table_profiler(table: LatencyTable, threads: int | None = None):
+    """The plugin of ``table``'s runtime set up to time networks as the table's units were timed (its
+    device as recorded, options, protocol; ``threads`` overrides its thread count)."""
+    return get_profiler(table.meta.runtime).for_table(table.meta, threads=threads)
 
 
 def measurement_settings(profiler, img_size: int, num_classes: int, *, table: dict | None = None,
@@ -58,9 +55,9 @@ def measurement_settings(profiler, img_size: int, num_classes: int, *, table: di
             "probe_reference": probe_reference, "correct_drift": bool(correct_drift)}
 
 
-def table_key(path: str | Path, meta: dict) -> dict:
+def table_key(table: LatencyTable) -> dict:
     """What identifies a table for the measurements that serve it: its path and when it was created."""
-    return {"path": str(Path(path).resolve()), "created": meta.get("created")}
+    return {"path": str(Path(table.path).resolve()), "created": table.meta.created}
 
 
 def _record(journal: Journal, line: int, r: dict) -> dict:
@@ -91,7 +88,7 @@ def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str
     :func:`measurement_settings` (written beside it as JSON): a killed run resumes where it stopped, and a
     run with other settings (threads, runtime, table, ...) measures again instead of replaying numbers
     those settings did not produce. Networks are measured in interleaved batches with the probe units
-    (:mod:`profilers.batch`). With ``correct_drift`` and a ``probe_reference`` (a table's recorded probe
+    (:mod:`profilers.timing.batch`). With ``correct_drift`` and a ``probe_reference`` (a table's recorded probe
     medians), a batch during which the host was steadily off that reference is divided by the factor
     (``probe_factor``, kept beside each row; 1 when not corrected).
     """
@@ -102,19 +99,17 @@ def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str
     done = {r["arch"] for r in journal.records()}
     todo = [a for a in archs if a.to_json() not in done]
     if todo:
-        probe = Probe(probe_units(), reference=dict(probe_reference) if probe_reference else None)
-
         def build(arch):
             return lambda: (EfficientFormerV2(arch.net_config(num_classes), img_size=img_size),
                             (1, 3, img_size, img_size))
 
         with journal:
-            def on_result(key, st, factor):
-                journal.append([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,
-                                time.strftime("%Y-%m-%dT%H:%M:%S"), round(float(factor), 5)])
-
-            measure_modules(profiler, [(a.to_json(), build(a)) for a in todo], probe, batch_size=batch_size,
-                            progress=progress, desc=desc, on_result=on_result, correct_drift=correct_drift)
+            for batch in measure_batches(profiler, [(a.to_json(), build(a)) for a in todo], probe_units(),
+                                         probe_reference, batch_size=batch_size, progress=progress, desc=desc,
+                                         correct_drift=correct_drift):
+                for key, st in batch.stats.items():
+                    journal.append([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,
+                                    time.strftime("%Y-%m-%dT%H:%M:%S"), round(float(batch.factor), 5)])
     rows = {}
     for i, r in enumerate(journal.records(), start=2):
         rows[r["arch"]] = _record(journal, i, r)

@@ -20,18 +20,18 @@ from typing import Iterable
 
 import numpy as np
 
-from models.efficientformer_v2 import check_img_size
 from nas.core.errors import UserError
+from nas.core.values import IMG_SIZE, POSITIVE_INT
 from nas.latency.calibration import Calibration, calibration_path, load_calibration
-from nas.latency.tables import resolve_table, verify_host
 from nas.space.arch import NUM_STAGES, Arch
 from nas.space.encoding import columns
 from nas.space.metrics import MES, count_macs, count_params
 from nas.space.spaces import DEFAULT_SPACE, SearchSpace, get_space
 from nas.space.units import BlockSpec, arch_units, unit_grid
-from profilers.table import TableError, meta_path, read_table
+from profilers.tables.meta import TableMeta
+from profilers.tables.table import LatencyTable
 
-__all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path", "resolve_table"]
+__all__ = ["LatencyPredictor", "MissingLatencyError", "Calibration", "calibration_path"]
 
 
 class MissingLatencyError(UserError, KeyError):
@@ -89,18 +89,20 @@ class LatencyPredictor:
     """Predicts end-to-end latency (ms) of architectures of ``space`` from a per-unit table.
 
     ``table`` maps unit key -> median latency in ms (a ``pandas`` frame indexed by key with a ``p50_ms``
-    column, as :func:`profilers.table.read_table` returns, or a plain dict).
+    column, as :func:`profilers.tables.table.read_table` returns, or a plain dict).
     """
 
     def __init__(self, table, space: SearchSpace | str = DEFAULT_SPACE, img_size: int = 224,
                  num_classes: int = 1000, calibration: Calibration | None = None,
-                 fallback: str = "error", meta: dict | None = None, mes: MES | None = None,
+                 fallback: str = "error", meta: TableMeta | None = None, mes: MES | None = None,
                  source: str | None = None):
         if fallback not in ("error", "regression"):
             raise ValueError("fallback must be 'error' or 'regression'")
         self.space = get_space(space)
-        self.img_size, self.num_classes = check_img_size(img_size), num_classes
-        self.meta = dict(meta or {})
+        self.img_size = IMG_SIZE.check("img_size", img_size)
+        self.num_classes = POSITIVE_INT.check("num_classes", num_classes)
+        #: what the table measures (None for a table given as a dict)
+        self.meta = meta
         self.calibration = calibration
         self.fallback = fallback
         self.mes_fn = mes or MES()
@@ -121,7 +123,7 @@ class LatencyPredictor:
                    allow_foreign: bool | None = None) -> "LatencyPredictor":
         """Load a table by path or by device name.
 
-        A device name resolves as :func:`nas.latency.tables.resolve_table` says: a device with a ``local``
+        A device name resolves as :func:`profilers.tables.table.locate` says: a device with a ``local``
         connection (``local-cpu``) to this host's table in the user cache, another device to the shipped
         ``latency_tables/``. The calibration stored beside the table (``*.calibration.json``) is applied
         when present. ``space``, ``img_size`` and ``num_classes`` default to what the table records.
@@ -129,27 +131,28 @@ class LatencyPredictor:
         A table of a ``local`` device must describe this host: ``verify="fingerprint"`` (default) compares
         the recorded host fingerprint and runtime version with this host's, ``"probe"`` also re-measures
         the probe units (seconds), ``"none"`` skips both. A mismatch raises
-        :class:`nas.latency.tables.ForeignTableError` naming the command that profiles this host, unless
+        :class:`profilers.tables.table.ForeignTableError` naming the command that profiles this host, unless
         ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
         """
-        path = resolve_table(path_or_device, runtime, root)
-        df, meta = read_table(path)
-        if not meta_path(path).exists():
-            raise TableError(f"latency table {path} has no metadata file {meta_path(path).name} beside it: without "
-                             f"it nothing says which device, runtime, space and resolution its latencies are for. "
-                             f"Restore it, or measure the table again with python -m profilers.<runtime>")
+        table = LatencyTable.read(path_or_device, runtime, root)
         if verify != "none":
-            verify_host(path, meta, probe=(verify == "probe"), allow_foreign=allow_foreign)
-        space = space or meta.get("space_def") or meta.get("space", DEFAULT_SPACE.name)
-        if isinstance(space, dict):
-            space = SearchSpace.from_dict(space)
-        img_size = img_size or _first_int(meta.get("img_size", meta.get("img_sizes")), 224)
-        num_classes = num_classes or _first_int(meta.get("num_classes"), 1000)
-        calib = None
-        cpath = calibration_path(path)
-        if calibrated and cpath.exists():
-            calib = load_calibration(cpath)
-        return cls(df, space, img_size, num_classes, calib, fallback, meta, source=str(path))
+            table.verify_host(probe=(verify == "probe"), allow_foreign=allow_foreign)
+        return cls.of_table(table, fallback=fallback, space=space, img_size=img_size, num_classes=num_classes,
+                            calibrated=calibrated)
+
+    @classmethod
+    def of_table(cls, table: LatencyTable, *, fallback: str = "error", space: SearchSpace | str | None = None,
+                 img_size: int | None = None, num_classes: int | None = None,
+                 calibrated: bool = True) -> "LatencyPredictor":
+        """The predictor of a :class:`~profilers.tables.table.LatencyTable` already read (and checked)."""
+        meta = table.meta
+        if space is None:
+            space = SearchSpace.from_dict(meta.space_def) if meta.space_def else (meta.space or DEFAULT_SPACE.name)
+        img_size = img_size or meta.img_size or (meta.img_sizes[0] if meta.img_sizes else 224)
+        num_classes = num_classes or meta.num_classes or 1000
+        cpath = calibration_path(table.path)
+        calib = load_calibration(cpath) if calibrated and cpath.exists() else None
+        return cls(table.rows, space, img_size, num_classes, calib, fallback, meta, source=str(table.path))
 
     def for_space(self, space: SearchSpace | str) -> "LatencyPredictor":
         """The same table, calibration and settings predicting the architectures of another space (one
@@ -159,9 +162,9 @@ class LatencyPredictor:
 
     def fill_hint(self) -> str:
         """What to run to measure the units this table lacks (one sentence, for error messages)."""
-        dev, rt = self.meta.get("device"), self.meta.get("runtime")
-        cmd = (f"python -m profilers.{rt} --device {dev} --space {self.space.name} --img-size {self.img_size} "
-               f"--num-classes {self.num_classes}" if dev and rt else
+        m = self.meta
+        cmd = (f"python -m profilers.{m.runtime} --device {m.device.name} --space {self.space.name} --img-size "
+               f"{self.img_size} --num-classes {self.num_classes}" if m else
                f"python -m profilers.<runtime> --device <device> --space {self.space.name} --img-size {self.img_size}")
         return f"Measure them with: {cmd} (it only measures what is missing), or pass fallback='regression'."
 
@@ -335,9 +338,3 @@ class LatencyPredictor:
                 f"img_size={self.img_size}, {len(self.table)} entries, {cal})")
 
 
-def _first_int(v, default):
-    if v is None:
-        return default
-    if isinstance(v, (list, tuple)):
-        return int(v[0]) if v else default
-    return int(v)

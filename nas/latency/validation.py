@@ -24,10 +24,10 @@ import numpy as np
 from nas.core.files import atomic_open, claim_output, exclusive
 from nas.core.plotting import pyplot, save_figure
 from nas.core.values import NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WHOLE
-from nas.latency.measure import fidelity, make_profiler, measure_archs, table_key
-from nas.latency.predictor import LatencyPredictor, resolve_table
-from nas.latency.tables import check_host, check_measurable_here, profile_command
-from profilers.probe import DEFAULT_TOLERANCE, ProbeCheck
+from nas.latency.networks import fidelity, measure_archs, table_key, table_profiler
+from nas.latency.predictor import LatencyPredictor
+from profilers.tables.table import LatencyTable
+from profilers.timing.probe import DEFAULT_TOLERANCE, ProbeCheck
 
 __all__ = ["validate", "quick_check", "repeatability", "QuickReport", "format_report", "plot", "VALIDATION_SEED", "QUICK_N"]
 
@@ -70,17 +70,18 @@ def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = 
     seed = WHOLE.check("seed", seed)
     if threads is not None:
         threads = POSITIVE_INT.check("threads", threads)
-    path = resolve_table(target, runtime, root)
-    pred = predictor or LatencyPredictor.from_table(path, verify="probe", allow_foreign=allow_foreign)
-    check_measurable_here(path, pred.meta, "validate")
+    table = LatencyTable.read(target, runtime, root)
+    table.check_measurable_here("validate")
+    if predictor is None:
+        table.verify_host(probe=True, allow_foreign=allow_foreign)
+    pred = predictor or LatencyPredictor.of_table(table)
     out = claim_output(out_dir, folder=True)
     archs = _held_out_archs(pred, n, seed)
     predicted = pred.predict_many(archs)            # raises on missing keys before any measuring
-    device, rt = pred.meta.get("device", target), pred.meta.get("runtime", runtime)
-    profiler = make_profiler(device, rt, threads or pred.meta.get("threads"), pred.meta.get("settings"))
-    ref = (pred.meta.get("probe") or {}).get("p50_ms")
-    stem = Path(path).name.removesuffix(".csv")
-    key = table_key(path, pred.meta)
+    profiler = table_profiler(table, threads)
+    ref = table.meta.probe_p50
+    stem = table.path.name.removesuffix(".csv")
+    key = table_key(table)
     with exclusive(out, "validation results in", folder=True):
         rows = measure_archs(archs, profiler, out, f"{stem}.networks", pred.img_size, pred.num_classes,
                              desc="validation networks", table=key, probe_reference=ref, progress=progress)
@@ -160,13 +161,12 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
     n = POSITIVE_INT.check("n", n)
     tolerance = POSITIVE_FLOAT.check("tolerance", tolerance)
     t0 = time.perf_counter()
-    path = resolve_table(target, runtime, root)
-    pred = LatencyPredictor.from_table(path, verify="none")
-    rep = QuickReport(str(path), True)
-    meta = pred.meta
-    host = check_host(path, meta, probe=True, tolerance=tolerance)
-    ref = (meta.get("probe") or {}).get("p50_ms")
-    device, rt = meta.get("device", target), meta.get("runtime", runtime)
+    table = LatencyTable.read(target, runtime, root)
+    pred = LatencyPredictor.of_table(table)
+    rep = QuickReport(str(table.path), True)
+    meta = table.meta
+    host = table.check_host(probe=True, tolerance=tolerance)
+    ref = meta.probe_p50
     if host.differences:
         rep.holds = False
         rep.reasons.append("another host or runtime: " + "; ".join(host.differences))
@@ -176,7 +176,7 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
         rep.reasons.append(f"the probe moved beyond ±{100 * tolerance:.0f}% (another machine, a busier or "
                            f"throttled one, or another runtime build)")
     archs = _held_out_archs(pred, n, VALIDATION_SEED + 1)
-    profiler = make_profiler(device, rt, meta.get("threads"), meta.get("settings"))
+    profiler = table_profiler(table)
     with tempfile.TemporaryDirectory() as d:
         rows = measure_archs(archs, profiler, d, "quick", pred.img_size, pred.num_classes,
                              desc="quick check", probe_reference=ref, progress=progress, batch_size=n)
@@ -187,9 +187,9 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
     if rep.networks["mape_pct"] > max_mape:
         rep.holds = False
         rep.reasons.append(f"networks are predicted with MAPE {rep.networks['mape_pct']:.1f}% > {max_mape:.0f}% "
-                           f"(re-profile or re-calibrate: {profile_command(meta)})")
+                           f"(re-profile or re-calibrate: {meta.profile_command()})")
     if not rep.holds and all("re-profile" not in r for r in rep.reasons):
-        rep.reasons.append(f"profile this host again with {profile_command(meta)}")
+        rep.reasons.append(f"profile this host again with {meta.profile_command()}")
     rep.seconds = time.perf_counter() - t0
     return rep
 

@@ -37,11 +37,10 @@ from nas.core.stats import A_BETTER, B_BETTER, binomial_stderr, paired_bootstrap
 from nas.data.datasets import FMNIST_INSTALL
 from nas.data.folder import open_dataset
 from nas.export.subnet import FORMATS, export_subnet
-from nas.latency.local_tables import ensure_local_table
+from nas.latency.first_use import ensure_local_table
 from nas.latency.calibration import calibration_path
-from nas.latency.measure import make_profiler, measure_archs, table_key
+from nas.latency.networks import measure_archs, table_key, table_profiler
 from nas.latency.predictor import LatencyPredictor
-from nas.latency.tables import is_local, resolve_table
 from nas.core.values import (FLAG, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, TEXT, WHOLE, check_settings,
                              letters, one_of, setting)
 from nas.search.actions import ACTION_KINDS, PAPER_ACTIONS
@@ -59,9 +58,10 @@ from nas.supernet.shipped import shipped_card, shipped_supernet
 from nas.supernet.supernet import SlimmableSupernet
 from nas.training import TrainConfig, train
 from nas.training.config import default_space
-from profilers.base import ProfilerUnavailable
+from profilers.plugin.base import ProfilerUnavailable
 from profilers.devices import DeviceError, get_device
-from profilers.table import host_tables_dir, read_meta
+from profilers.tables.meta import TableMeta
+from profilers.tables.table import LatencyTable, host_tables_dir, locate
 
 __all__ = ["SearchConfig", "run_search", "DEFAULT_SUPERNET", "DEFAULT_EVALS"]
 
@@ -187,7 +187,7 @@ class SearchConfig:
 @dataclass
 class _Setup:
     """What every process builds before searching: the predictor, the supernet and its evaluators."""
-    table: Path
+    table: LatencyTable
     pred: LatencyPredictor
     net: SlimmableSupernet
     meta: dict
@@ -234,11 +234,12 @@ def _target_names(config: SearchConfig) -> tuple[str, str]:
                               f"{config.runtime!r}; pass one of those as --runtime")
         if dev.connection_type == "local" and not os.environ.get("EFFV2_TABLES"):
             return dev.name, config.runtime or dev.runtime       # this host's table: made on first use
-    path = resolve_table(config.target, config.runtime)
-    meta = read_meta(path)
+    path = locate(config.target, config.runtime)
+    meta = TableMeta.read(path)
+    if meta is not None:
+        return meta.device.name, meta.runtime
     parts = path.name.split(".")
-    return (str(meta.get("device") or parts[0]),
-            str(meta.get("runtime") or (parts[1] if len(parts) == 3 else config.runtime or "table")))
+    return parts[0], parts[1] if len(parts) == 3 else config.runtime or "table"
 
 
 def _claim_outputs(config: SearchConfig, out: Path) -> None:
@@ -253,9 +254,10 @@ def _claim_outputs(config: SearchConfig, out: Path) -> None:
 
 def _run(config: SearchConfig, out: Path, device: str, runtime: str) -> dict | None:
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    table, probed = _prepare_table(config)    # before any training: a missing table is the first thing to say
-    pred = LatencyPredictor.from_table(table, verify="probe" if rank0 and not probed else "fingerprint",
-                                       allow_foreign=config.allow_foreign_table or None)
+    path, probed = _prepare_table(config)     # before any training: a missing table is the first thing to say
+    table = LatencyTable.read(path)
+    table.verify_host(probe=rank0 and not probed, allow_foreign=config.allow_foreign_table or None)
+    pred = LatencyPredictor.of_table(table)
     _ensure_supernet(config)
     rank, world, dev = init_distributed()
     torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
@@ -265,7 +267,7 @@ def _run(config: SearchConfig, out: Path, device: str, runtime: str) -> dict | N
         pred = pred.for_space(space)
     missing = pred.missing_keys()
     if missing:
-        raise SearchError(f"the table {table} (space {pred.meta.get('space', '?')!r}) lacks {len(missing)} units "
+        raise SearchError(f"the table {table.path} (space {table.meta.space!r}) lacks {len(missing)} units "
                           f"of the supernet's space {space.name!r} (e.g. {missing[0]}); {pred.fill_hint()}")
     net.to(dev)
     dataset = meta.get("dataset", "fashion-mnist")
@@ -369,10 +371,10 @@ def _prepare_table(config: SearchConfig) -> tuple[Path, bool]:
     ``local`` device's table is this host's: made (profiled and calibrated) on first use, and its probe
     checked against this host otherwise."""
     if Path(config.target).suffix == ".csv" or os.environ.get("EFFV2_TABLES"):
-        return resolve_table(config.target, config.runtime), False
+        return locate(config.target, config.runtime), False
     dev = get_device(config.target)
     if dev.connection_type != "local" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return resolve_table(config.target, config.runtime), False   # N processes do not profile: it must exist
+        return locate(config.target, config.runtime), False   # N processes do not profile: it must exist
     return ensure_local_table(dev.name, config.runtime, _supernet_space(config.supernet), progress=config.progress,
                               allow_foreign=config.allow_foreign_table or None), True
 
@@ -414,10 +416,10 @@ class _Search:
         refused, unless ``overwrite``, which removes the other search's results (its keyed accuracy caches
         stay: they never serve another supernet or other evaluation settings)."""
         s, record = self.setup, self.out / RUN_RECORD
-        cal = calibration_path(s.table)
+        cal = calibration_path(s.table.path)
         identity = json.loads(json.dumps({
             **self.config.identity(), "supernet_sha256": self.supernet_sha256,
-            "table": str(Path(s.table).resolve()), "table_sha256": file_digest(s.table),
+            "table": str(s.table.path.resolve()), "table_sha256": file_digest(s.table.path),
             "calibration_sha256": file_digest(cal) if cal.is_file() else None}))
         if record.exists():
             old = read_json(record, "search record", SearchError, fix=f"remove {self.out} or pass --overwrite")
@@ -472,7 +474,7 @@ class _Search:
         self.cache = self._cache()
         if self.cache.known:
             log.info(f"Resuming: {len(self.cache.known)} accuracy evaluations cached in {self.cache.path}")
-        log.info(f"Search on {self.device} ({self.runtime}, table {s.table}); supernet {c.supernet} (space "
+        log.info(f"Search on {self.device} ({self.runtime}, table {s.table.path}); supernet {c.supernet} (space "
                  f"{space.name}, {s.meta.get('dataset')} at {s.net.img_size} px, step {s.meta.get('step')}); "
                  f"accuracy on {s.evaluator.num_heldout} held-out images; {s.world} process(es)")
         log.info("Budgets: " + ", ".join(f"{k} <= {v}" for k, v in self.budgets.items() if v is not None)
@@ -592,7 +594,7 @@ class _Search:
     def _summary(self, outcomes: dict[str, SearchOutcome], reference: Evaluation | None) -> dict:
         c, s = self.config, self.setup
         se = s.evaluator.standard_error
-        return {"target": self.device, "runtime": self.runtime, "table": str(s.table), "budgets": self.budgets,
+        return {"target": self.device, "runtime": self.runtime, "table": str(s.table.path), "budgets": self.budgets,
                 "final_heldout": s.final.num_heldout if s.final is not None else 0,
                 "reference_s0": ({**reference.row(), "accuracy_stderr": se(reference.accuracy),
                                   **self._final_fields("reference_s0")} if reference else None),
@@ -668,12 +670,12 @@ class _Search:
         picks = self._picks(outcomes, reference)
         if not picks:
             return
-        if not is_local(pred.meta):
+        if not self.setup.table.meta.local:
             log.info(f"Picks not measured end to end: {dev} is not this machine, and its latencies are "
                      f"measured there")
             return
         try:
-            profiler = make_profiler(dev, rt, self.config.measure_threads, pred.meta.get("settings"))
+            profiler = table_profiler(self.setup.table, self.config.measure_threads)
             profiler.check_ready()
         except (ProfilerUnavailable, KeyError, ValueError) as e:
             log.info(f"Picks not measured end to end on {dev} ({rt}): {e}")
@@ -682,8 +684,8 @@ class _Search:
         try:
             rows = measure_archs([e.arch for e in picks.values()], profiler, self.out, "measured",
                                  pred.img_size, pred.num_classes, desc="measuring picks",
-                                 table=table_key(self.setup.table, pred.meta), progress=self.config.progress,
-                                 probe_reference=(pred.meta.get("probe") or {}).get("p50_ms"))
+                                 table=table_key(self.setup.table), progress=self.config.progress,
+                                 probe_reference=self.setup.table.meta.probe_p50)
         except ProfilerUnavailable as e:
             log.info(f"Picks not measured end to end on {dev} ({rt}): {e}")
             return

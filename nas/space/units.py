@@ -197,7 +197,7 @@ def space_units(space: SearchSpace, img_size: int = 224, num_classes: int = 1000
 def probe_units() -> list[BlockSpec]:
     """The probe: three fixed units, independent of any space or resolution, whose latencies are recorded
     with every table and re-measured in seconds to tell whether (and by how much) a host differs from the
-    one the table was measured on (see :mod:`profilers.probe`). One of each kind of work: an FFN (1x1 and
+    one the table was measured on (see :mod:`profilers.timing.probe`). One of each kind of work: an FFN (1x1 and
     depth-wise convolutions), an attention unit (matrix products, softmax, the bias gather) and a stem
     at 224 px (strided 3x3 convolutions over large activations), since machines differ non-uniformly."""
     return [BlockSpec("ffn", 96, 96, 14, hidden=384), BlockSpec("attn", 128, 128, 7),
