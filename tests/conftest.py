@@ -72,8 +72,8 @@ def tiny_table(tmp_path_factory):
     from nas.space.units import probe_units, space_units
     from nas.space.spaces import TINY_SPACE
     from profilers import get_profiler
-    from profilers.runner import run_table
-    from profilers.stats import Protocol
+    from profilers.tables.runs import run_table
+    from profilers.timing.protocol import Protocol
     out = tmp_path_factory.mktemp("tables") / "local-cpu.onnxruntime.csv"
     prof = get_profiler("onnxruntime")("local-cpu", protocol=Protocol(**FAST_PROTOCOL))
     run_table(prof, space_units(TINY_SPACE, 64, 10), out, space_name="tiny", img_size=64, num_classes=10,
@@ -89,3 +89,16 @@ def tiny_supernet(tmp_path_factory):
     train(TrainConfig(space="tiny", img_size=64, batch_size=16, train_subset=800, eval_size=100, calib_batches=1, progress=False,
                       threads=1, steps=30, eval_every=0, lr=3e-3, plot=False, out=str(out)))
     return out
+
+
+def meta_json(table) -> dict:
+    """The JSON of a table's metadata sidecar (tests edit it to fake another host or probe)."""
+    import json
+    from profilers.tables.meta import meta_path
+    return json.loads(meta_path(table).read_text())
+
+
+def write_meta_json(table, d: dict) -> None:
+    import json
+    from profilers.tables.meta import meta_path
+    meta_path(table).write_text(json.dumps(d, indent=1))

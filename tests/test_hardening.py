@@ -52,7 +52,7 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_phone_shell_arguments_are_quoted(tmp_path):
-    from profilers.adb import AdbBenchmark
+    from profilers.transports.adb import AdbBenchmark
     phone = tmp_path / "phone"
     phone.mkdir()
     (phone / "benchmark_model").write_text("#!/bin/sh\necho 'count=50 first=1 curr=1 min=1 max=2 avg=1500 std=10'\n")
@@ -178,7 +178,7 @@ def test_impossible_training_arguments_are_refused_with_a_message(tmp_path, caps
 
 def test_profiler_threads_zero_is_refused(capsys):
     from profilers import get_profiler
-    from profilers.cli import main
+    from profilers.plugin.cli import main
     with pytest.raises(SystemExit) as e:
         main(get_profiler("onnxruntime"), ["--device", "local-cpu", "--threads", "0"])
     assert e.value.code == 2 and "--threads" in capsys.readouterr().err
@@ -193,8 +193,8 @@ def test_core_ml_import_validates_before_it_writes(tmp_path, value, problem):
     import json
     from nas.space.units import space_units
     from nas.space.spaces import TINY_SPACE
-    from profilers.coreml_bundle import import_results
-    from profilers.table import TableError, read_table
+    from profilers.transports.coreml_bundle import import_results
+    from profilers.tables.table import TableError, read_table
     keys = [u.key for u in space_units(TINY_SPACE, 64, 10)][:2]
     out = tmp_path / "iphone12.coreml.csv"
     good = tmp_path / "good.json"
@@ -213,8 +213,8 @@ def test_a_comma_in_a_timestamp_is_quoted_not_a_torn_table(tmp_path):
     import json
     from nas.space.units import space_units
     from nas.space.spaces import TINY_SPACE
-    from profilers.coreml_bundle import import_results
-    from profilers.table import read_table
+    from profilers.transports.coreml_bundle import import_results
+    from profilers.tables.table import read_table
     key = space_units(TINY_SPACE, 64, 10)[0].key
     res = tmp_path / "r.json"
     res.write_text(json.dumps({"measured_at": "Nov 29, 2026", "results": {key: [1.0, 1.2, 1.1]}}))
@@ -225,7 +225,7 @@ def test_a_comma_in_a_timestamp_is_quoted_not_a_torn_table(tmp_path):
 
 
 def test_a_table_with_an_infinite_latency_is_refused(tmp_path):
-    from profilers.table import COLUMNS, TableError, read_table
+    from profilers.tables.table import COLUMNS, TableError, read_table
     t = tmp_path / "t.csv"
     t.write_text(",".join(COLUMNS) + "\nffn_c16_h32_r16,ffn,16,16,16,1,32,0,0,inf,,,,,,5,1,x\n")
     with pytest.raises(TableError, match="line 2.*finite positive"):
@@ -252,7 +252,7 @@ def test_two_writers_of_one_table_or_folder_are_refused(tmp_path):
 
 def test_a_second_profiler_on_the_same_table_exits_with_a_message(tmp_path, capsys):
     from profilers import get_profiler
-    from profilers.cli import main
+    from profilers.plugin.cli import main
     from nas.core.files import exclusive
     out = tmp_path / "local-cpu.onnxruntime.csv"
     with exclusive(out, "latency table"):             # the first profiler, still running
@@ -280,7 +280,7 @@ def test_a_truncated_image_is_skipped_with_its_name(tmp_path):
 def test_a_table_without_its_metadata_is_refused(tiny_table, tmp_path):
     import shutil
     from nas.latency.predictor import LatencyPredictor
-    from profilers.table import TableError
+    from profilers.tables.table import TableError
     t = tmp_path / "local-cpu.onnxruntime.csv"
     shutil.copy(tiny_table, t)
     with pytest.raises(TableError, match="no metadata file local-cpu.onnxruntime.meta.json"):
@@ -323,7 +323,7 @@ def test_a_fitted_calibration_never_reverses_a_ranking():
 
 def test_a_folder_is_not_a_table(tmp_path):
     from nas.latency.predictor import LatencyPredictor
-    from profilers.table import TableError
+    from profilers.tables.table import TableError
     with pytest.raises(TableError):
         LatencyPredictor.from_table(tmp_path)
 
@@ -349,7 +349,7 @@ def _commands():
     from nas.cli import calibrate, describe, search, train, validate
     from profilers import get_profiler
     from profilers import coverage, merge
-    from profilers.cli import main as profile
+    from profilers.plugin.cli import main as profile
     from profilers.coreml import main as coreml
     return {"search": search.main, "train": train.main, "calibrate": calibrate.main, "validate": validate.main,
             "describe": describe.main, "onnxruntime": lambda a: profile(get_profiler("onnxruntime"), a),
@@ -416,7 +416,7 @@ def test_python_callers_get_the_command_lines_refusals():
     from nas.latency.validation import validate
     from nas.search import SearchConfig, SearchError
     from nas.training import TrainConfig
-    from profilers.stats import Protocol
+    from profilers.timing.protocol import Protocol
     for kw in [dict(batch_size=0), dict(heldout=0), dict(evals=0), dict(latency_budget=float("nan")),
                dict(params_budget=-1.0), dict(actions="XYZ"), dict(measure_threads=0), dict(threads=0),
                dict(final_heldout=-5), dict(max_steps=True), dict(formats="onnx,xyz")]:
@@ -438,12 +438,13 @@ def test_shipped_tables_and_calibrations_are_read_only_to_every_writer(tmp_path,
     from nas.core.journal import Journal
     from nas.latency.calibration import calibration_path
     from nas.cli.calibrate import main as calibrate
-    from profilers.table import TABLES_DIR, TableWriter, write_meta
+    from profilers.tables.meta import TableMeta
+    from profilers.tables.table import TABLES_DIR, TableWriter
     shipped = TABLES_DIR / "ref-epyc.onnxruntime.csv"
     before = {p: p.read_bytes() for p in (shipped, calibration_path(shipped))}
     assert "reference device" in _one_line_error(calibrate, ["--target", "ref-epyc", "--n", "1", "--out-dir",
                                                              str(tmp_path / "cal")], capsys)
-    for write in (lambda: atomic_write_text(calibration_path(shipped), "{}"), lambda: write_meta(shipped, {}),
+    for write in (lambda: atomic_write_text(calibration_path(shipped), "{}"), lambda: TableMeta.read(shipped).write(shipped),
                   lambda: TableWriter(shipped), lambda: claim_output(shipped),
                   lambda: exclusive(shipped).__enter__(), lambda: Journal(TABLES_DIR / "x.csv", ["a"]).open()):
         with pytest.raises(ReadOnlyError, match="shipped with the package"):
@@ -515,7 +516,7 @@ def test_stale_temporary_files_are_removed_by_the_next_writer(tmp_path):
 
 def test_journals_drop_torn_rows_and_refuse_malformed_ones(tmp_path):
     from nas.core.journal import Journal, JournalError
-    from nas.latency.measure import COLUMNS, _record
+    from nas.latency.networks import COLUMNS, _record
     j = Journal.keyed(tmp_path, "nets", COLUMNS, {"threads": 1}, what="measured networks", fix="delete it")
     arch = '{"widths": [16, 32, 64, 128], "blocks": [[{"ratio": 4}]]}'
     with j:
@@ -538,10 +539,10 @@ def test_journals_drop_torn_rows_and_refuse_malformed_ones(tmp_path):
 
 
 def test_measured_networks_are_keyed_by_what_measured_them(tmp_path):
-    from nas.latency.measure import measure_archs
+    from nas.latency.networks import measure_archs
     from nas.space.spaces import TINY_SPACE
     from profilers import get_profiler
-    from profilers.stats import Protocol
+    from profilers.timing.protocol import Protocol
     FAST = dict(warmup=1, warmup_s=0.0, rounds=3, round_s=0.002, min_runs=3, max_runs=5, retries=0)
     archs = [TINY_SPACE.min_arch()]
 
@@ -583,7 +584,8 @@ def test_a_local_table_given_by_path_or_folder_is_probed_too(tiny_table, tiny_su
                                                             capsys):
     import shutil
     from nas.cli.search import main
-    from profilers.table import meta_path, read_meta, write_meta
+    from conftest import meta_json as read_meta, write_meta_json as write_meta
+    from profilers.tables.table import meta_path
     monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
     t = tmp_path / "tables" / tiny_table.name
     t.parent.mkdir()
@@ -602,7 +604,7 @@ def test_outputs_that_cannot_be_written_are_said_before_any_work(tmp_path, capsy
     from nas.cli.search import main as search
     from nas.cli.train import main as train
     from profilers import get_profiler
-    from profilers.cli import main as profile
+    from profilers.plugin.cli import main as profile
     blocker = tmp_path / "file"
     blocker.write_text("x")
     line = _one_line_error(search, ["--target", "ref-epyc", "--out-dir", str(blocker / "out")], capsys)
@@ -622,8 +624,9 @@ def test_every_reader_names_the_file_it_cannot_read(tmp_path, kind):
     from nas.search.cache import EvaluationCache
     from nas.space.spaces import get_space
     from nas.training.trainer import _read_csv
-    from profilers.coreml_bundle import import_results
-    from profilers.table import read_meta, read_table
+    from profilers.transports.coreml_bundle import import_results
+    from profilers.tables.meta import TableMeta
+    from profilers.tables.table import read_table
     wrong = {"x.calibration.json": '{"format": 2, "model": "scale", "coef": "x", "band": [1]}',
              "t.meta.json": '{"device": 5, "probe": "fast"}', "t.csv": '{"units": 5}\n',
              "metrics.csv": "step,loss_max\nx,1\n", "space.json": '{"name": "s", "widths": "x", "max_depths": [1]}',
@@ -640,7 +643,7 @@ def test_every_reader_names_the_file_it_cannot_read(tmp_path, kind):
 
     readers = {
         "x.calibration.json": load_calibration,
-        "t.meta.json": lambda p: read_meta(p.with_name("t.csv")),
+        "t.meta.json": lambda p: TableMeta.read(p.with_name("t.csv")),
         "t.csv": read_table,
         "metrics.csv": _read_csv,
         "space.json": get_space,
@@ -693,8 +696,8 @@ def test_core_ml_import_checks_every_result_and_holds_the_tables_lock(tmp_path):
     from nas.core.files import Busy, exclusive
     from nas.space.spaces import TINY_SPACE
     from nas.space.units import space_units
-    from profilers.coreml_bundle import import_results
-    from profilers.table import TableError
+    from profilers.transports.coreml_bundle import import_results
+    from profilers.tables.table import TableError
     key = space_units(TINY_SPACE, 64, 10)[0].key
     out = tmp_path / "iphone12.coreml.csv"
     kw = dict(space="tiny", img_size=64, num_classes=10, bundle=tmp_path)
@@ -719,7 +722,8 @@ def test_core_ml_import_checks_every_result_and_holds_the_tables_lock(tmp_path):
 
 def test_merge_refuses_tables_of_two_machines(tiny_table, tmp_path):
     import shutil
-    from profilers.table import TableError, meta_path, merge_tables, read_meta, write_meta
+    from conftest import meta_json as read_meta, write_meta_json as write_meta
+    from profilers.tables.table import TableError, meta_path, merge_tables
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     for t in (a, b):
         shutil.copy(tiny_table, t)
@@ -744,8 +748,7 @@ def test_warnings_under_a_command_are_one_line_each_said_once(capsys):
 
 
 def test_a_device_without_a_table_says_what_it_needs_and_how_to_search_without_it():
-    from nas.latency.tables import resolve_table
-    from profilers.table import TableError
+    from profilers.tables.table import TableError, locate as resolve_table
     for device, needs in [("pixel6", "benchmark_model"), ("iphone12", "profilers.coreml import")]:
         with pytest.raises(TableError) as e:
             resolve_table(device)

@@ -15,15 +15,16 @@ from nas.space.units import probe_units, space_units
 from nas.latency.calibration import Calibration, CalibrationError, calibration_path, load_calibration
 from nas.latency.predictor import LatencyPredictor
 from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
-from nas.latency.tables import ForeignTableError, ForeignTableWarning, resolve_table
+from profilers.tables.table import ForeignTableError, ForeignTableWarning, LatencyTable, locate as resolve_table
 from profilers import get_profiler
-from profilers.cli import main as profile_main
-from profilers.batch import measure_modules
+from profilers.plugin.cli import main as profile_main
+from profilers.timing.batch import measure_batches
 from profilers.devices import get_device
-from profilers.host import differences, fingerprint, host_id, pinned
-from profilers.probe import Probe, ProbeCheck
-from profilers.stats import LatencyStats, Protocol
-from profilers.table import TABLES_DIR, host_tables_dir, meta_path, read_meta, table_path, write_meta
+from profilers.timing.host import differences, fingerprint, host_id, pinned
+from profilers.timing.probe import ProbeCheck, probe_ratio
+from profilers.timing.protocol import LatencyStats, Protocol
+from conftest import meta_json as read_meta, write_meta_json as write_meta
+from profilers.tables.table import TABLES_DIR, host_tables_dir, meta_path, table_path
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
@@ -70,14 +71,14 @@ def _stats(ms):
 def test_probe_factor_and_check():
     specs = probe_units()
     assert len({s.key for s in specs}) == 3 and {s.kind for s in specs} == {"ffn", "attn", "stem"}
-    p = Probe(specs)
     base = {s.key: _stats(1.0 + i) for i, s in enumerate(specs)}
-    assert p.ratio(base) == 1.0 and p.reference == {k: v.p50_ms for k, v in base.items()}   # first: the reference
-    assert p.ratio({k: _stats(v.p50_ms * 1.08) for k, v in base.items()}) == pytest.approx(1.08)
-    check = ProbeCheck.compare(p.reference, {k: _stats(v.p50_ms * r) for (k, v), r in zip(base.items(), (1.5, 1.6, 2.2))})
+    reference = {k: v.p50_ms for k, v in base.items()}
+    assert probe_ratio(reference, base) == 1.0
+    assert probe_ratio(reference, {k: _stats(v.p50_ms * 1.08) for k, v in base.items()}) == pytest.approx(1.08)
+    check = ProbeCheck.compare(reference, {k: _stats(v.p50_ms * r) for (k, v), r in zip(base.items(), (1.5, 1.6, 2.2))})
     assert not check.ok and check.factor == pytest.approx((1.5 * 1.6 * 2.2) ** (1 / 3))
     assert "+50.0%" in check.describe()
-    assert ProbeCheck.compare(p.reference, {k: _stats(v.p50_ms * 1.05) for k, v in base.items()}).ok
+    assert ProbeCheck.compare(reference, {k: _stats(v.p50_ms * 1.05) for k, v in base.items()}).ok
 
 
 class _FakeProfiler:
@@ -90,7 +91,7 @@ class _FakeProfiler:
     def export(self, module, shape, path):
         return path
 
-    def runner(self, path, shape):
+    def load(self, path, shape):
         return None
 
     def measure(self, path, shape):
@@ -103,27 +104,30 @@ def _drift_run(speed, reference=True, correct=True):
     true = {s.key: 0.5 + i for i, s in enumerate(specs)}
     true.update({f"u{i}": 0.1 * (i + 1) for i in range(7)})
     prof = _FakeProfiler(true, speed)
-    probe = Probe(specs, reference={s.key: true[s.key] for s in specs} if reference else None)
-    seen = []
+    reference = {s.key: true[s.key] for s in specs} if reference else None
     items = [(f"u{i}", lambda: (torch.nn.Identity(), (1, 3, 8, 8))) for i in range(7)]
-    res = measure_modules(prof, items, probe, batch_size=3, progress=False, correct_drift=correct,
-                          on_result=lambda k, st, f: seen.append((k, f)))
-    assert [k for k, _ in seen] == [f"u{i}" for i in range(7)]
-    return probe, {k: v.p50_ms / true[k] for k, v in res.items()}
+    batches = list(measure_batches(prof, items, specs, reference, batch_size=3, progress=False,
+                                   correct_drift=correct))
+    assert [k for b in batches for k in b.stats] == [f"u{i}" for i in range(7)]      # in order, batch by batch
+    res = {k: v for b in batches for k, v in b.stats.items()}
+    return batches, {k: v.p50_ms / true[k] for k, v in res.items()}
 
 
 def test_a_steady_shift_of_the_host_is_measured_by_the_probe_and_divided_out():
-    probe, rel = _drift_run(lambda t: 1.25)                  # the host 25 % slower than at the reference
-    assert probe.factors == pytest.approx([1.25] * 3) and probe.ratios == pytest.approx([1.25] * 4)
+    batches, rel = _drift_run(lambda t: 1.25)                # the host 25 % slower than at the reference
+    assert [b.drift for b in batches] == pytest.approx([1.25] * 3) and [b.factor for b in batches] == [b.drift for b in batches]
+    assert [r for b in batches for r in b.readings] == pytest.approx([1.25] * 4)
     assert all(r == pytest.approx(1.0) for r in rel.values())          # on the reference's scale
-    probe, rel = _drift_run(lambda t: 1.25, correct=False)   # the default: drift recorded, not applied
-    assert probe.factors == pytest.approx([1.25] * 3) and all(r == pytest.approx(1.25) for r in rel.values())
+    batches, rel = _drift_run(lambda t: 1.25, correct=False)  # the default: drift recorded, not applied
+    assert [b.drift for b in batches] == pytest.approx([1.25] * 3) and {b.factor for b in batches} == {1.0}
+    assert all(r == pytest.approx(1.25) for r in rel.values())
 
 
 def test_a_host_changing_speed_during_a_batch_is_not_corrected_from_two_readings():
-    probe, rel = _drift_run(lambda t: 1.03 ** t)              # 3 % slower with every measurement
-    assert probe.factors == [1.0, 1.0, 1.0]                  # before and after disagree: left as measured
-    assert len(probe.ratios) == 4 and probe.ratios == sorted(probe.ratios)
+    batches, rel = _drift_run(lambda t: 1.03 ** t)           # 3 % slower with every measurement
+    assert [b.drift for b in batches] == [1.0, 1.0, 1.0]     # before and after disagree: left as measured
+    readings = [r for b in batches for r in b.readings]
+    assert len(readings) == 4 and readings == sorted(readings)
 
 
 # -- host-bound tables --------------------------------------------------------------------------------
@@ -143,9 +147,9 @@ def test_local_device_tables_live_in_this_hosts_cache(tmp_path, monkeypatch):
 
 def test_reference_device_is_another_machines_table_shipped_as_it_is(capsys):
     dev = get_device("ref-epyc")
-    assert dev.connection_type == "reference" and dev.extra["fingerprint"]["cpu"] == "AMD EPYC"
+    assert dev.connection_type == "reference" and dev.entry["fingerprint"]["cpu"] == "AMD EPYC"
     pred = LatencyPredictor.from_table("ref-epyc")                   # usable anywhere, for examples and tests
-    assert pred.calibration is not None and pred.meta["device"] == "ref-epyc"
+    assert pred.calibration is not None and pred.meta.device.name == "ref-epyc"
     assert 5 < pred.predict(DEFAULT_SPACE.canonical("s0")) < 50
     assert profile_main(get_profiler("onnxruntime"), ["--device", "ref-epyc"]) == 2
     assert "reference device" in capsys.readouterr().err
@@ -153,9 +157,9 @@ def test_reference_device_is_another_machines_table_shipped_as_it_is(capsys):
 
 def test_reference_pytorch_table_is_shipped_with_its_calibration_and_what_it_was_measured_as(tmp_path):
     pred = LatencyPredictor.from_table("ref-epyc", "torch")
-    assert pred.meta["runtime"] == "torch" and pred.meta["measured_as"] == "local-cpu"
-    assert pred.meta["settings"]["mode"] == "eager" and pred.meta["settings"]["batch"] == 1
-    assert pred.meta["device_entry"]["connection"]["type"] == "reference" and "not on one scale" in pred.meta["note"]
+    assert pred.meta.runtime == "torch" and pred.meta.extra["measured_as"] == "local-cpu"
+    assert pred.meta.settings["mode"] == "eager" and pred.meta.settings["batch"] == 1
+    assert pred.meta.connection == "reference" and "not on one scale" in pred.meta.extra["note"]
     assert pred.calibration is not None and not pred.missing_keys([DEFAULT_SPACE.canonical("s0")])
     torch_s0 = pred.predict(DEFAULT_SPACE.canonical("s0"))
     assert torch_s0 > LatencyPredictor.from_table("ref-epyc").predict(DEFAULT_SPACE.canonical("s0")) > 0
@@ -184,7 +188,7 @@ def _copy_table(src: Path, dst_dir: Path) -> Path:
 
 def test_a_table_from_another_host_is_an_error_unless_asked_for(tiny_table, tmp_path, monkeypatch):
     monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
-    assert LatencyPredictor.from_table(tiny_table).meta["device"] == "local-cpu"     # measured here: fine
+    assert LatencyPredictor.from_table(tiny_table).meta.device.name == "local-cpu"   # measured here: fine
     t = _copy_table(tiny_table, tmp_path)
     meta = read_meta(t)
     meta["host"] = {**meta["host"], "cpu": "AMD EPYC 7B13", "cores": 64}
@@ -203,11 +207,10 @@ def test_a_table_from_another_host_is_an_error_unless_asked_for(tiny_table, tmp_
 
 
 def test_same_name_but_another_speed_is_caught_by_the_probe(tiny_table, tmp_path, monkeypatch):
-    from nas.latency.tables import check_host
     monkeypatch.delenv("EFFV2_ALLOW_FOREIGN_TABLE", raising=False)
     t = _copy_table(tiny_table, tmp_path)
     meta = read_meta(t)
-    same = check_host(t, meta, probe=True, tolerance=9.0)           # this host, re-measured: only a gross gap
+    same = LatencyTable.read(t).check_host(probe=True, tolerance=9.0)   # this host, re-measured: only a gross gap
     assert same.ok and same.probe is not None and 0.1 < same.probe.factor < 10      # fails on a busy CI host
     meta["probe"]["p50_ms"] = {k: v / 30 for k, v in meta["probe"]["p50_ms"].items()}    # "30x faster there"
     write_meta(t, meta)
@@ -294,8 +297,7 @@ def test_calibration_files_are_validated_on_load(tmp_path):
 # -- first use: this host's table, profiled and calibrated ----------------------------------------------
 @pytest.mark.slow
 def test_local_target_profiles_and_calibrates_itself_once(tmp_path, monkeypatch):
-    from nas.latency.local_tables import ensure_local_table
-    from nas.latency.tables import check_host
+    from nas.latency.first_use import ensure_local_table
     monkeypatch.setenv("EFFV2_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("EFFV2_TABLES", raising=False)
     monkeypatch.setattr(Protocol, "__init__", _fast_init)
@@ -306,7 +308,7 @@ def test_local_target_profiles_and_calibrates_itself_once(tmp_path, monkeypatch)
     assert any("profiling it now" in s for s in said) and any("calibration on" in s for s in said)
     pred = LatencyPredictor.from_table("local-cpu")
     assert pred.calibration is not None and pred.space.name == "tiny"
-    check = check_host(path, pred.meta, probe=True, tolerance=9.0)     # this host: same fingerprint, probe
+    check = LatencyTable.read(path).check_host(probe=True, tolerance=9.0)   # this host: same fingerprint, probe
     assert check.differences == [] and check.probe is not None          # re-measured (a busy CI host can move
     assert all(0 < r < float("inf") for r in check.probe.ratios.values())  # it far: only a gross gap fails)
     assert check.ok
@@ -327,7 +329,7 @@ def _fast_init(self, **kw):
 
 @pytest.mark.slow
 def test_validate_quick_says_whether_the_table_holds(tiny_table, tmp_path):
-    from nas.latency.calibrate import calibrate
+    from nas.latency.calibration_run import calibrate
     from nas.latency.validation import quick_check
     t = _copy_table(tiny_table, tmp_path)
     calibrate(str(t), n_random=5, out_dir=tmp_path / "cal", progress=False)

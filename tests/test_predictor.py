@@ -9,7 +9,10 @@ from nas.space.units import arch_units, space_units
 from nas.space.metrics import MES, count_params
 from nas.latency.predictor import Calibration, LatencyPredictor, MissingLatencyError
 from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
-from profilers.table import COLUMNS, write_meta
+from conftest import write_meta_json as write_meta
+from profilers.devices import get_device
+from profilers.tables.meta import TableMeta
+from profilers.tables.table import COLUMNS
 
 
 def random_table(space, img_size=224, seed=0):
@@ -42,7 +45,7 @@ def test_encoded_samples_match_object_path():
 def test_missing_unit_is_an_error_naming_key_and_command():
     table = random_table(DEFAULT_SPACE)
     del table["attn_c96_r14_s2"]
-    pred = LatencyPredictor(table, DEFAULT_SPACE, meta={"device": "pixel6", "runtime": "tflite"})
+    pred = LatencyPredictor(table, DEFAULT_SPACE, meta=TableMeta(get_device("pixel6"), "tflite"))
     s0 = DEFAULT_SPACE.canonical("s0")
     for call in (pred.predict, lambda a: pred.predict_many([a])):
         with pytest.raises(MissingLatencyError) as e:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nas.latency.calibrate import calibrate
+from nas.latency.calibration_run import calibrate
 from nas.space.arch import Arch
 from nas.latency.predictor import LatencyPredictor, calibration_path
 from nas.latency.validation import validate

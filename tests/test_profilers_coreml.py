@@ -5,10 +5,10 @@ import pytest
 
 from nas.space.units import space_units
 from nas.space.spaces import TINY_SPACE
-from profilers.base import ProfilerUnavailable
+from profilers.plugin.base import ProfilerUnavailable
 from profilers.coreml import CoreMLProfiler, main
-from profilers.coreml_bundle import import_results, load_results, write_bundle
-from profilers.table import TableError, read_table
+from profilers.transports.coreml_bundle import import_results, load_results, write_bundle
+from profilers.tables.table import TableError, read_table
 
 ct = pytest.importorskip("coremltools")
 UNITS = space_units(TINY_SPACE, 64, 10)

@@ -13,9 +13,9 @@ from models import EfficientFormerV2
 from nas.space.units import probe_units, space_units
 from nas.space.spaces import TINY_SPACE
 from profilers import LatencyStats, get_profiler
-from profilers.convert import export_onnx
-from profilers.stats import Protocol, summarize_rounds, summarize_runs, sweep_factors
-from profilers.table import read_table
+from profilers.formats.convert import export_onnx
+from profilers.timing.protocol import Protocol, summarize_rounds, summarize_runs, sweep_factors
+from profilers.tables.table import read_table
 
 FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
 UNITS = {u.kind: u for u in reversed(space_units(TINY_SPACE, 64, 10))}
@@ -51,8 +51,9 @@ def test_rounds_are_interleaved_and_unsteady_entries_get_more_rounds():
         order.append("steady")
         time.sleep(0.0005)
 
-    res = p.measure_many({"jumpy": jumpy, "steady": steady})
-    assert len(p.attempts["jumpy"]) == 3
+    timing = p.measure_many({"jumpy": jumpy, "steady": steady})
+    res = timing.stats
+    assert len(timing.attempts["jumpy"]) == 3
     assert res["jumpy"].n == 3 * 3 * 2                               # every retry added 3 rounds of 2 calls
     assert res["steady"].n in (6, 12, 18) and res["steady"].n <= res["jumpy"].n
     assert order[:2] == ["jumpy", "steady"]                          # one warm-up call each
@@ -93,16 +94,17 @@ def test_measure_many_removes_the_host_speed_its_entries_share(monkeypatch, comm
             state["now"] += round(ms * host * 1e6)
         return fn
 
-    monkeypatch.setattr("profilers.stats.time.perf_counter_ns", lambda: state["now"])
+    monkeypatch.setattr("profilers.timing.protocol.time.perf_counter_ns", lambda: state["now"])
     p = Protocol(warmup=1, warmup_s=0, rounds=6, runs=2, retries=0, common_mode=common_mode)
-    res = p.measure_many({k: entry(v) for k, v in base.items()})
+    timing = p.measure_many({k: entry(v) for k, v in base.items()})
+    res = timing.stats
     if common_mode:
         assert all(res[k].cv < 1e-9 for k in base), res                # what the entries share is gone
         assert res["d"].p50_ms / res["a"].p50_ms == pytest.approx(5.0)
-        f = p.host_factors                                             # the slow sweeps, found 1.5x slower
+        f = timing.host_factors                                        # the slow sweeps, found 1.5x slower
         assert [f[i] / f[0] for i in range(6)] == pytest.approx(list(speeds))
     else:
-        assert all(res[k].cv > 0.1 for k in base) and p.host_factors == []
+        assert all(res[k].cv > 0.1 for k in base) and timing.host_factors == []
     assert p.to_dict()["common_mode"] is common_mode and "host_factors" not in p.to_dict()
 
 
@@ -119,7 +121,7 @@ def test_a_plugin_times_the_shared_protocol_with_its_own_clock():
     st = p.measure(lambda: None, timer=timer)
     assert (st.p50_ms, st.cv, st.n) == (2.0, 0.0, 20)
     assert calls == [1, 1, 1] + [5] * 4                  # warm-up call by call, then rounds; steady: no retry
-    assert p.attempts == {"_": [0.0]}
+    assert p.measure_many({"_": lambda: None}, timer=timer).attempts == {"_": [0.0]}
 
 
 @pytest.mark.parametrize("kind", ["stem", "downsample", "attn", "ffn", "head"])
@@ -182,7 +184,7 @@ def test_cli_writes_table_and_metadata(tmp_path):
 
 
 def test_the_common_mode_is_on_unless_the_command_line_turns_it_off():
-    from profilers.cli import build_parser
-    ap = build_parser("onnxruntime")
+    from profilers.plugin.cli import build_parser
+    ap = build_parser(get_profiler("onnxruntime"))
     assert ap.parse_args(["--device", "local-cpu"]).common_mode is True
     assert ap.parse_args(["--device", "local-cpu", "--no-common-mode"]).common_mode is False

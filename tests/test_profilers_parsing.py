@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from profilers.adb import AdbBenchmark, BenchmarkModelError, delegate_flags, parse_benchmark_model, round_stats
-from profilers.base import ProfilerUnavailable
+from profilers.transports.adb import AdbBenchmark, BenchmarkModelError, delegate_flags, parse_benchmark_model, round_stats
+from profilers.plugin.base import ProfilerUnavailable
 from profilers.tensorrt import TensorRTProfiler, TrtexecError, parse_trtexec, trtexec_stats
 
 # benchmark_model on an Android phone, quoted from tensorflow/tensorflow issue #42507
@@ -159,7 +159,7 @@ def test_adb_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
     with pytest.raises(ProfilerUnavailable, match="adb is not on PATH"):
         AdbBenchmark().check()
     from profilers.tflite import TFLiteProfiler
-    from profilers.cli import main as base_main
+    from profilers.plugin.cli import main as base_main
     rc = base_main(TFLiteProfiler, ["--device", "pixel6", "--space", "tiny", "--img-size", "64",
                                     "--out", str(tmp_path / "px.csv"), "--no-progress"])
     assert rc == 2

@@ -9,13 +9,18 @@ from nas.core.version import TOOL, __version__
 from nas.space.units import space_units
 from nas.space.spaces import TINY_SPACE
 from profilers import get_profiler
-from profilers.cli import main as cli_main
-from profilers.coverage import coverage_report, main as coverage_main, missing_keys
-from profilers.devices import DeviceError, format_devices, get_device, list_devices
+from profilers.plugin.cli import main as cli_main
+from profilers.coverage import main as coverage_main
+from profilers.devices import DeviceError, get_device, list_devices
 from profilers.merge import main as merge_main
-from profilers.runner import parse_shard, run_table, shard_specs
-from profilers.stats import Protocol
-from profilers.table import COLUMNS, TableError, merge_meta, merge_tables, meta_path, read_table, table_path
+from profilers.plugin.cli import format_devices
+from profilers.plugin.options import OptionsError
+from profilers.runtimes import UnknownRuntime
+from profilers.tables.meta import TableMeta
+from profilers.tables.runs import parse_shard, run_table, shard_specs
+from profilers.tables.table import (COLUMNS, LatencyTable, TableError, coverage_report, merge_tables, meta_path,
+                                    missing_keys, read_table, table_path)
+from profilers.timing.protocol import Protocol
 
 FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
 UNITS = space_units(TINY_SPACE, 64, 10)
@@ -43,8 +48,8 @@ def run(prof, specs, out, **kw):
 def test_device_registry_has_the_required_devices():
     devs = list_devices()
     assert {"iphone12", "pixel6", "a100", "local-cpu"} <= set(devs)
-    assert (devs["iphone12"].runtime, devs["iphone12"].compute_units, devs["iphone12"].precision) == \
-        ("coreml", "ALL", "fp16")
+    assert (devs["iphone12"].runtime, devs["iphone12"].precision) == ("coreml", "fp16")
+    assert get_profiler("coreml").Options.from_entry(devs["iphone12"]).compute_units == "ALL"
     assert devs["pixel6"].runtime == "tflite" and devs["pixel6"].connection_type == "adb"
     assert devs["a100"].runtime == "tensorrt" and devs["a100"].precision == "fp16"
     loc = get_device("local-cpu")
@@ -67,9 +72,9 @@ def test_table_path_and_profiler_registry(tmp_path):
     assert table_path("local-cpu", "onnxruntime").name == "local-cpu.onnxruntime.csv"
     assert table_path("pixel6", "tflite", tmp_path) == tmp_path / "pixel6.tflite.csv"
     assert get_profiler("onnxruntime").name == "onnxruntime" and get_profiler("coreml").name == "coreml"
-    with pytest.raises(KeyError, match="unknown runtime"):
+    with pytest.raises(UnknownRuntime, match="unknown runtime 'tvm'; known runtimes: coreml, onnxruntime"):
         get_profiler("tvm")
-    with pytest.raises(ValueError, match="profiled with"):
+    with pytest.raises(OptionsError, match="profiled with"):
         get_profiler("coreml")("local-cpu")
 
 
@@ -92,9 +97,9 @@ def test_resume_after_a_killed_run_measures_only_the_rest(tmp_path):
     prof.export = dying
     with pytest.raises(Killed):
         run(prof, specs, out, batch_size=1)
-    df, meta = read_table(out)
-    assert list(df.index) == [s.key for s in specs[:3]]                   # every finished batch was kept
-    assert meta["device"] == "local-cpu" and meta["runtime"] == "onnxruntime" and meta["threads"] == 1
+    t = LatencyTable.read(out)
+    assert list(t.rows.index) == [s.key for s in specs[:3]]              # every finished batch was kept
+    assert (t.meta.device.name, t.meta.runtime, t.meta.threads) == ("local-cpu", "onnxruntime", 1)
 
     prof2 = ort()
     measured = []
@@ -102,11 +107,11 @@ def test_resume_after_a_killed_run_measures_only_the_rest(tmp_path):
     prof2.export = lambda m, shape, path: (measured.append(path.stem), orig(m, shape, path))[1]
     res = run(prof2, specs, out)
     assert measured == [s.key for s in specs[3:]]                         # only the missing ones
-    assert res["measured"] == 3 and res["skipped"] == 3 and res["remaining"] == 0
-    df, meta = read_table(out)
-    assert len(df) == 6 and set(df.index) == {s.key for s in specs}
-    assert meta["rows"] == 6 and meta["profiling_seconds"] > 0
-    assert run(ort(), specs, out)["measured"] == 0                      # nothing left to do
+    assert (res.measured, res.skipped, res.remaining) == (3, 3, 0)
+    t = LatencyTable.read(out)
+    assert len(t.rows) == 6 and set(t.rows.index) == {s.key for s in specs}
+    assert t.meta.rows == 6 and t.meta.profiling_seconds > 0
+    assert run(ort(), specs, out).measured == 0                         # nothing left to do
 
 
 def test_incomplete_last_line_is_ignored_then_repaired(tmp_path, capsys, caplog):
@@ -119,7 +124,7 @@ def test_incomplete_last_line_is_ignored_then_repaired(tmp_path, capsys, caplog)
     df, _ = read_table(out)
     assert "incomplete last line" in caplog.text                          # a log warning, one line
     assert len(df) == 2
-    assert run(ort(), specs, out)["measured"] == 1
+    assert run(ort(), specs, out).measured == 1
     assert len(read_table(out)[0]) == 3
 
 
@@ -148,9 +153,9 @@ def test_shards_partition_and_merge_equals_unsharded(tmp_path, capsys):
         paths.append(p)
     whole = tmp_path / "whole.csv"
     assert merge_main([str(p) for p in paths] + ["-o", str(whole)]) == 0
-    df, meta = read_table(whole)
-    assert set(df.index) == {s.key for s in specs} and len(df) == 5
-    assert meta["device"] == "local-cpu" and len(meta["merged_from"]) == 2
+    t = LatencyTable.read(whole)
+    assert set(t.rows.index) == {s.key for s in specs} and len(t.rows) == 5
+    assert t.meta.device.name == "local-cpu" and len(t.meta.extra["merged_from"]) == 2
 
 
 def test_merge_rejects_disagreeing_metadata(tmp_path, capsys):
@@ -214,22 +219,38 @@ def test_missing_table_names_the_command(tmp_path):
     assert issubclass(TableError, ValueError)
 
 
-def test_metadata_merges_one_way():
-    old = {"device": "local-cpu", "runtime": "onnxruntime", "created": "2025-01-01T00:00:00+00:00", "img_size": 224,
-           "space": "efficientformerv2", "runtime_version": "1.0", "tool": "effv2-nas profilers",
-           "tool_version": "0.1.0"}                                # an older table: no img_sizes nor spaces
+def test_metadata_joins_one_way():
+    old = TableMeta.from_dict({"device": "local-cpu", "runtime": "onnxruntime", "created": "2025-01-01T00:00:00+00:00",
+                               "img_size": 224, "space": "efficientformerv2", "runtime_version": "1.0",
+                               "tool": "effv2-nas profilers", "tool_version": "0.1.0"})   # an older table's
     new = ort().table_meta("tiny", 64, 10)
-    assert new["tool"] == TOOL and new["tool_version"] == __version__
-    m = merge_meta(old, new)
-    assert m["created"] == old["created"] and (m["img_size"], m["space"]) == (224, "efficientformerv2")
-    assert m["img_sizes"] == [224, 64] and m["spaces"] == ["efficientformerv2", "tiny"]
-    assert m["runtime_version"] == new["runtime_version"] and m["tool"] == TOOL and m["updated"]
-    first = merge_meta(old, new, keep=list(old))                  # how merge_tables combines tables
-    assert first["runtime_version"] == "1.0" and first["img_sizes"] == [224, 64]
+    assert new.tool == TOOL and new.tool_version == __version__
+    m = old.joined(new)
+    assert m.created == old.created and (m.img_size, m.space) == (224, "efficientformerv2")
+    assert m.img_sizes == (224, 64) and m.spaces == ("efficientformerv2", "tiny")
+    assert m.runtime_version == new.runtime_version and m.tool == TOOL and m.updated
+    first = new.joined(old, keep=())                              # how merge_tables combines tables
+    assert first.runtime_version == "1.0" and first.img_sizes == (64, 224)
+
+
+def test_metadata_round_trips_and_names_a_field_of_the_wrong_type(tmp_path):
+    meta = ort().table_meta("tiny", 64, 10)
+    again = TableMeta.from_dict(json.loads(meta.to_json()))
+    assert again.to_dict() == meta.to_dict() and again.device == meta.device and again.protocol == meta.protocol
+    t = tmp_path / "t.csv"
+    meta.write(t)
+    d = json.loads(meta_path(t).read_text())
+    assert d["format"] == 2 and d["device"] == "local-cpu" and d["device_entry"]["name"] == "local-cpu"
+    meta_path(t).write_text(json.dumps({**d, "threads": "one"}))
+    with pytest.raises(TableError, match=r"t.meta.json: 'threads' must be a whole number, got 'one'"):
+        TableMeta.read(t)
+    meta_path(t).write_text(json.dumps({**d, "format": 9}))
+    with pytest.raises(TableError, match="format 9, newer than this version reads"):
+        TableMeta.read(t)
 
 
 def test_no_plugin_imports_another():
-    plugins = {"onnxruntime", "tflite", "coreml", "tensorrt"}
+    plugins = {"onnxruntime", "tflite", "coreml", "tensorrt", "torch"}
     for name in plugins:
         tree = ast.parse((ROOT / "profilers" / f"{name}.py").read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
