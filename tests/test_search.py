@@ -21,7 +21,7 @@ from nas.latency.predictor import LatencyPredictor
 from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, register_strategy,
                         report, run_search, runner)
 from nas.search.cache import EvaluationCache
-from nas.search.evaluator import DistributedAccuracy
+from nas.search.distributed_accuracy import DistributedAccuracy
 from nas.search.objective import Evaluation
 from nas.space.arch import Arch
 from nas.space.spaces import TINY_SPACE

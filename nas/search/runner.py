@@ -47,7 +47,7 @@ from nas.core.values import (FLAG, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT
 from nas.search.actions import ACTION_KINDS, PAPER_ACTIONS
 from nas.search.base import SearchError, SearchOutcome, SearchStrategy, list_strategies, strategy_class
 from nas.search.cache import EvaluationCache
-from nas.search.evaluator import DistributedAccuracy
+from nas.search.distributed_accuracy import DistributedAccuracy
 from nas.search.objective import Budget, Evaluation, Objective, Step
 from nas.search.report import (conclusion, describe, describe_comparison, plot_comparison,
                                plot_trajectory, write_csv, write_evaluations, write_json, write_trajectory)
