@@ -18,15 +18,15 @@ from nas.cli.search import main
 from nas.core.distributed import local_cores
 from nas.export.subnet import export_subnet, load_exported
 from nas.latency.predictor import LatencyPredictor
-from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, register_strategy,
-                        report, run_search, runner)
+from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, comparison, inputs,
+                        register_strategy, report, run_search, runner)
 from nas.search.cache import EvaluationCache
 from nas.search.distributed_accuracy import DistributedAccuracy
 from nas.search.objective import Evaluation
 from nas.space.arch import Arch
 from nas.space.spaces import TINY_SPACE
 from nas.core.files import file_digest
-from nas.search.runner import resolve_supernet
+from nas.search.inputs import resolve_supernet
 from nas.supernet import shipped
 from nas.supernet.checkpoint import checkpoint_file, load_supernet
 from nas.supernet.shipped import save_compact, shipped_card
@@ -124,10 +124,8 @@ def test_final_comparison_pairs_every_pick_with_s0_and_each_other(tmp_path):
 
     ev = lambda a: Evaluation(a, 0.5, 1.0, 1000, 1.0)
     pool = DistributedAccuracy({"final": final_fn}, progress=False)
-    setup = runner._Setup(None, None, None, {}, None, Final(), pool, 1)
-    search = runner._Search(SearchConfig(), setup, tmp_path, "cpu", "onnxruntime")
     outcomes = {n: SearchOutcome(n, [], ev(archs[i]), 1) for n, i in [("paper", 0), ("nsga2", 1), ("random", 1)]}
-    search._compare_finally(outcomes, ev(archs[2]))
+    search = comparison.compare_finally(Final(), pool, comparison.picks(outcomes, ev(archs[2])))
     assert sorted(calls) == sorted(vectors)                                          # each distinct arch once
     got = {(c["a"], c["b"]): c for c in search.comparisons}
     assert list(got) == [("paper", "reference_s0"), ("nsga2", "reference_s0"), ("random", "reference_s0"),
@@ -135,7 +133,7 @@ def test_final_comparison_pairs_every_pick_with_s0_and_each_other(tmp_path):
     assert got["paper", "reference_s0"]["better"] == "paper" and got["paper", "nsga2"]["verdict"] == "a better"
     assert got["nsga2", "reference_s0"]["verdict"] == "tie" and got["nsga2", "reference_s0"]["ci_high"] == 0
     assert got["nsga2", "random"]["diff"] == 0 and got["nsga2", "random"]["better"] is None
-    assert search.final_scores["reference_s0"]["final_accuracy"] == pytest.approx(base_.mean())
+    assert search.scores["reference_s0"]["final_accuracy"] == pytest.approx(base_.mean())
     text = report.conclusion(search.comparisons)
     assert text.startswith("paper's pick is more accurate than every other strategy's beyond the noise.")
     assert "Against S0, beyond the noise: better: paper; the others tie." in text
@@ -314,11 +312,11 @@ def test_the_default_supernet_is_trained_through_the_library(tiny_table, tmp_pat
         seen.append((fn, config, nproc))
         raise SearchError("trained")
 
-    monkeypatch.setattr(runner, "launch", launch)
+    monkeypatch.setattr(inputs, "launch", launch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SearchError, match="trained"):
         run_search(SearchConfig(target=str(tiny_table), supernet="runs/supernet", progress=False))
-    assert seen == [(runner.train, TrainConfig(out="runs/supernet", resume=True, progress=False),
+    assert seen == [(inputs.train, TrainConfig(out="runs/supernet", resume=True, progress=False),
                      min(2, local_cores()))]
 
 
@@ -343,7 +341,7 @@ def test_the_search_takes_the_users_run_then_the_shipped_supernet(tiny_supernet,
     weights = tmp_path / "weights"
     weights.mkdir()
     monkeypatch.setattr(shipped, "SHIPPED_DIR", weights)
-    monkeypatch.setattr(runner, "default_space", lambda: "tiny")
+    monkeypatch.setattr(inputs, "default_space", lambda: "tiny")
     assert resolve_supernet(None) == "runs/supernet"                  # nothing shipped: it is trained first
     save_compact(tiny_supernet, weights / "tiny.pt", card={"summary": "tiny", "train_minutes": 1})
     assert resolve_supernet(None) == str(weights / "tiny.pt")
@@ -351,3 +349,10 @@ def test_the_search_takes_the_users_run_then_the_shipped_supernet(tiny_supernet,
     shutil.copytree(tiny_supernet, tmp_path / "runs" / "supernet")
     assert resolve_supernet(None) == "runs/supernet"                  # the user's own run comes first
 
+
+
+def test_the_former_runner_module_still_resolves_its_names():
+    with pytest.warns(DeprecationWarning, match="nas.search.runner.run_search is deprecated"):
+        assert runner.run_search is run_search
+    with pytest.warns(DeprecationWarning):
+        assert runner.SearchConfig is SearchConfig and runner.resolve_supernet is resolve_supernet

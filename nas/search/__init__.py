@@ -11,7 +11,8 @@ Strategies are :class:`SearchStrategy` subclasses registered by name (:func:`reg
 from nas.search.base import (SearchError, SearchOutcome, SearchStrategy, get_strategy, list_strategies,
                              register_strategy, strategy_class)
 from nas.search.objective import Budget, Evaluation, Objective, Step
-from nas.search.runner import SearchConfig, run_search
+from nas.search.config import SearchConfig
+from nas.search.run import run_search
 
 __all__ = ["SearchConfig", "run_search", "SearchStrategy", "SearchOutcome", "SearchError", "register_strategy",
            "get_strategy", "strategy_class", "list_strategies", "Budget", "Evaluation", "Objective", "Step"]

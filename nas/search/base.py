@@ -85,12 +85,16 @@ class SearchStrategy(ABC):
     ``needs_evals``: True when :meth:`run` spends the ``evals`` accuracy evaluations it is given; False
     for a strategy that stops on its own (its evaluation count then sets the others' when they are
     compared). ``order``: rank in :func:`list_strategies` (then the name); strategies that stop on their
-    own come first so that their count is known before the others run.
+    own come first so that their count is known before the others run. ``samples_within_budget``: True
+    when its evaluations are random subnets within the budget, whose spread of accuracies the search's
+    summary reports against the noise of one evaluation (``signal``). ``color``: its colour in plots.
     """
 
     name: ClassVar[str] = ""
     needs_evals: ClassVar[bool] = True
     order: ClassVar[int] = 100
+    samples_within_budget: ClassVar[bool] = False
+    color: ClassVar[str | None] = None
 
     @abstractmethod
     def run(self, objective: Objective, space: SearchSpace, budget: Budget, evals: int | None = None, *,

@@ -26,6 +26,7 @@ class NSGA2Search(SearchStrategy):
     """
 
     name = "nsga2"
+    color = "tab:orange"
 
     def __init__(self, seed: int = 0, storage: str | None = None, study_name: str | None = None,
                  population_size: int = 20):

@@ -43,6 +43,7 @@ class PaperSearch(SearchStrategy):
     name = "paper"
     needs_evals = False
     order = 0
+    color = "tab:blue"
 
     def __init__(self, actions: str = PAPER_ACTIONS, lazy: bool = False, max_steps: int = 1000,
                  start: Arch | None = None):

@@ -16,9 +16,12 @@ __all__ = ["RandomSearch", "random_search"]
 class RandomSearch(SearchStrategy):
     """Accuracy-evaluate ``evals`` random architectures that meet the budget (rejection sampling on the
     cheap metrics, at most ``max_draws`` draws, so no evaluation is wasted outside the budget). The pick
-    is the most accurate of them."""
+    is the most accurate of them. Its evaluations are random subnets within the budget: the spread of their
+    accuracies is the search's ``signal``."""
 
     name = "random"
+    samples_within_budget = True
+    color = "tab:gray"
 
     def __init__(self, seed: int = 0, max_draws: int = 100_000):
         self.seed, self.max_draws = seed, max_draws
