@@ -1,14 +1,15 @@
 """What a search is asked to do: :class:`SearchConfig`, every setting checked when it is made."""
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from nas.core.values import (FLAG, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, TEXT, WHOLE, check_settings,
-                             letters, one_of, setting)
+from nas.core.values import FLAG, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, TEXT, WHOLE, check_settings, setting
 from nas.export.subnet import FORMATS
-from nas.search.actions import ACTION_KINDS, PAPER_ACTIONS
-from nas.search.base import SearchError, list_strategies
+from nas.search.base import SearchError, StrategyOptions, list_strategies, strategy_class
 
 __all__ = ["SearchConfig", "DEFAULT_EVALS"]
 
@@ -27,12 +28,14 @@ class SearchConfig:
 
     Search: ``strategy`` is a registered strategy's name (:func:`~nas.search.base.list_strategies`) or
     ``"all"``; budgets are ``params_budget`` (millions of parameters of the deployed network) and
-    ``latency_budget`` (ms on the target; when neither is given, S0's predicted latency). The paper's
-    loop takes the action kinds ``actions`` and re-evaluates every action each step
-    (``reevaluate="all"``) or lazily (``"lazy"``), for at most ``max_steps`` steps. Strategies that
-    spend a given number of accuracy evaluations get ``evals`` (default: as many as the strategies that
-    stop on their own used, or :data:`DEFAULT_EVALS`). ``storage`` and ``study_name`` name an Optuna
-    storage and study shared between workers (the name defaults to one derived from target and budgets).
+    ``latency_budget`` (ms on the target; when neither is given, S0's predicted latency). Each strategy's
+    own options are set in ``strategy_options``, a mapping from its name to its options by name (e.g.
+    ``{"paper": {"lazy": False}, "nsga2": {"population_size": 64}}``), checked against its ``Options``
+    dataclass (:meth:`options_of`); what is not set keeps its default. Strategies that spend a given
+    number of accuracy evaluations get ``evals`` (default: as many as the strategies that stop on their
+    own used, or :data:`DEFAULT_EVALS`); strategies that take them get the search-wide ``seed`` and a
+    name of the search (``search-{device}-{runtime}-{params budget}-{latency budget}``, e.g. NSGA-II's
+    default study name).
 
     Accuracy: ``heldout`` test images per evaluation, BatchNorms recalibrated on ``calib_batches``
     training batches of ``batch_size``; the picks are finally compared on ``final_heldout`` other test
@@ -46,36 +49,28 @@ class SearchConfig:
     other settings are refused unless ``overwrite``, which replaces its results.
 
     Every value is checked when the config is made, with the same rules as the command line's
-    (:mod:`nas.core.values`): a :class:`~nas.search.base.SearchError` names the first impossible one.
+    (:mod:`nas.core.values`): a :class:`~nas.search.base.SearchError` names the first impossible one (an
+    unknown strategy or option, ``paper.max_steps must be at least 1, got 0`` ...).
     """
 
     target: str = setting("local-cpu", TEXT)
     runtime: str | None = setting(None, TEXT, optional=True)
     supernet: str | None = setting(None, TEXT, optional=True)
     strategy: str = setting("paper", TEXT)
+    strategy_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     params_budget: float | None = setting(None, POSITIVE_FLOAT, optional=True,
                                           help="millions of parameters (deployed network)")
     latency_budget: float | None = setting(None, POSITIVE_FLOAT, optional=True,
                                            help="ms on the target (default, when no budget is given: S0's "
                                                 "predicted latency)")
-    actions: str = setting(PAPER_ACTIONS, letters("".join(ACTION_KINDS), "C width, N depth, E ratio, A attention"),
-                           help="action kinds: C width, N depth, E ratio, A attention")
-    reevaluate: str = setting("lazy", one_of(("lazy", "all")),
-                              help="paper loop: re-evaluate every action each step (all), or lazily in order of "
-                                   "the last measured score until the best is fresh (lazy)")
     evals: int | None = setting(None, POSITIVE_INT, optional=True,
-                                help="accuracy evaluations for nsga2/random (default: as many as the paper loop "
-                                     "used, or 200)")
-    storage: str | None = setting(None, TEXT, optional=True,
-                                  help="Optuna storage URL for NSGA-II (share one study between workers)")
-    study_name: str | None = setting(None, TEXT, optional=True,
-                                     help="Optuna study name (default derived from target and budgets)")
+                                help="accuracy evaluations for the strategies that spend a given number (nsga2, "
+                                     "random; default: as many as the paper loop used, or 200)")
     heldout: int = setting(4000, POSITIVE_INT, help="held-out test images per accuracy evaluation")
     final_heldout: int = setting(6000, NONNEGATIVE_INT,
                                  help="other test images on which the picks are finally compared (0: skip)")
     calib_batches: int = setting(2, POSITIVE_INT, help="training batches for BN recalibration")
     batch_size: int = setting(64, POSITIVE_INT, help="calibration batch size")
-    max_steps: int = setting(1000, POSITIVE_INT, help="paper loop: steps at most")
     out_dir: str | None = setting(None, TEXT, optional=True, help="default runs/search/{device}.{runtime}")
     export: bool = setting(True, FLAG)
     formats: tuple[str, ...] = FORMATS
@@ -106,15 +101,35 @@ class SearchConfig:
         if self.strategy != "all" and self.strategy not in list_strategies():
             raise SearchError(f"unknown search strategy {self.strategy!r}; choose one of "
                               f"{', '.join(list_strategies())} or all")
+        object.__setattr__(self, "strategy_options", self._checked_options())
+
+    def _checked_options(self) -> dict[str, dict[str, Any]]:
+        """``strategy_options`` checked against the registered strategies' options (their values as the
+        rules convert them: an int given for a float ...)."""
+        given = self.strategy_options
+        if not isinstance(given, Mapping) or not all(isinstance(v, Mapping) for v in given.values()):
+            raise SearchError(f"strategy_options must map strategy names to {{option: value}} mappings, "
+                              f"got {given!r}")
+        checked = {}
+        for name, values in given.items():
+            options = strategy_class(name).make_options(values)
+            checked[name] = {k: getattr(options, k) for k in values}
+        return checked
+
+    def options_of(self, name: str) -> StrategyOptions:
+        """The options strategy ``name`` runs with: its ``Options`` with what ``strategy_options`` sets."""
+        return strategy_class(name).make_options(self.strategy_options.get(name))
 
     #: the settings that decide a search's picks and numbers (with the supernet's and the table's content)
-    IDENTITY = ("strategy", "params_budget", "latency_budget", "actions", "reevaluate", "evals", "storage",
-                "study_name", "heldout", "final_heldout", "calib_batches", "batch_size", "max_steps", "seed")
+    IDENTITY = ("strategy", "strategy_options", "params_budget", "latency_budget", "evals", "heldout",
+                "final_heldout", "calib_batches", "batch_size", "seed")
 
     def identity(self) -> dict:
-        """The settings that decide a search's picks and numbers (:data:`IDENTITY`); with the content of the
-        supernet and of the table, what a run folder's results are of (``run.json``)."""
-        return {k: getattr(self, k) for k in self.IDENTITY}
+        """The settings that decide a search's picks and numbers (:data:`IDENTITY`, with the options of every
+        strategy that runs, defaults included); with the content of the supernet and of the table, what a
+        run folder's results are of (``run.json``)."""
+        options = {n: dataclasses.asdict(self.options_of(n)) for n in self.strategies}
+        return {k: options if k == "strategy_options" else getattr(self, k) for k in self.IDENTITY}
 
     @property
     def strategies(self) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.search.base import SearchError, SearchOutcome, SearchStrategy, strategy_class
+from nas.search.base import SEARCH_WIDE, SearchError, SearchOutcome, SearchStrategy, strategy_class
 from nas.search.cache import EvaluationCache
 from nas.search.config import DEFAULT_EVALS, SearchConfig
 from nas.search.inputs import Setup
@@ -69,17 +69,18 @@ class SearchRun:
                          mes=pred.mes_fn, accuracy_many=self.setup.pool, known=self.cache.known,
                          on_evaluated=self.cache.add)
 
-    def settings(self) -> dict:
-        """Search-wide settings the strategies take their options from (by name)."""
-        c = self.config
-        return {"actions": c.actions, "lazy": c.reevaluate == "lazy", "max_steps": c.max_steps, "seed": c.seed,
-                "storage": c.storage,
-                "study_name": c.study_name or (f"search-{self.device}-{self.runtime}-{self.budgets['params_m']}-"
-                                               f"{self.budget.latency_ms}")}
+    def search_wide(self) -> dict:
+        """The search-wide values a strategy may take (:data:`~nas.search.base.SEARCH_WIDE`)."""
+        values = {"seed": self.config.seed,
+                  "search_name": f"search-{self.device}-{self.runtime}-{self.budgets['params_m']}-"
+                                 f"{self.budget.latency_ms}"}
+        assert set(values) == set(SEARCH_WIDE)
+        return values
 
     def strategy(self, name: str) -> SearchStrategy:
-        """Strategy ``name`` configured from the search-wide settings."""
-        return strategy_class(name).from_settings(self.settings())
+        """Strategy ``name`` with its configured options and the search-wide values it takes."""
+        cls, wide = strategy_class(name), self.search_wide()
+        return cls(self.config.options_of(name), **{k: wide[k] for k in cls.takes})
 
 
 def run_strategies(run: SearchRun) -> dict[str, SearchOutcome]:
