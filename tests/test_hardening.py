@@ -366,7 +366,10 @@ IMPOSSIBLE = [
     ("search", ["--actions", "CC"], "--actions"), ("search", ["--measure-threads", "0"], "--measure-threads"),
     ("search", ["--formats", "onnx,xyz"], "formats"), ("search", ["--seed", "1.5"], "--seed"),
     ("search", ["--target", "pixel7"], "unknown device"), ("search", ["--runtime", "coreml"], "not 'coreml'"),
-    ("search", ["--target", "pixel6"], "benchmark_model"),
+    ("search", ["--target", "pixel6"], "benchmark_model"), ("search", ["--reevaluate", "some"], "--reevaluate"),
+    ("search", ["--option", "nsga2.population_size=1"], "nsga2.population_size"),
+    ("search", ["--option", "random.max_drawz=3"], "unknown option 'max_drawz'"),
+    ("search", ["--option", "nope.knob=3"], "unknown search strategy 'nope'"),
     ("train", ["--img-size", "33"], "--img-size"), ("train", ["--steps", "-1"], "--steps"),
     ("train", ["--lr", "nan"], "--lr"), ("train", ["--lr", "inf"], "--lr"), ("train", ["--batch-size", "0"], "--batch-size"),
     ("train", ["--threads", "0"], "--threads"), ("train", ["--warmup", "-1"], "--warmup"),
@@ -418,10 +421,15 @@ def test_python_callers_get_the_command_lines_refusals():
     from nas.training import TrainConfig
     from profilers.timing.protocol import Protocol
     for kw in [dict(batch_size=0), dict(heldout=0), dict(evals=0), dict(latency_budget=float("nan")),
-               dict(params_budget=-1.0), dict(actions="XYZ"), dict(measure_threads=0), dict(threads=0),
-               dict(final_heldout=-5), dict(max_steps=True), dict(formats="onnx,xyz")]:
+               dict(params_budget=-1.0), dict(measure_threads=0), dict(threads=0),
+               dict(final_heldout=-5), dict(formats="onnx,xyz")]:
         with pytest.raises(SearchError, match=next(iter(kw))):
             SearchConfig(**kw)
+    for options, says in [({"paper": {"actions": "XYZ"}}, "paper.actions"), ({"paper": {"max_steps": True}},
+                          "paper.max_steps"), ({"nsga2": {"population_size": 0}}, "nsga2.population_size"),
+                          ({"paper": {"seed": 1}}, "unknown option 'seed'"), ({"nope": {}}, "unknown search strategy")]:
+        with pytest.raises(SearchError, match=says):                   # the strategies' options moved there
+            SearchConfig(strategy_options=options)
     for kw in [dict(img_size=33), dict(lr=float("inf")), dict(steps=0), dict(batch_size=2.5)]:
         with pytest.raises(ConfigError, match=next(iter(kw))):
             TrainConfig(**kw)

@@ -14,19 +14,20 @@ import pandas as pd
 import pytest
 import torch
 
-from nas.cli.search import main
+from nas.cli.search import build_parser, config_from_args, main
 from nas.core.distributed import local_cores
 from nas.export.subnet import export_subnet, load_exported
 from nas.latency.predictor import LatencyPredictor
-from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, register_strategy,
-                        report, run_search, runner)
+from nas.search import (SearchConfig, SearchError, SearchOutcome, SearchStrategy, base, comparison, inputs,
+                        register_strategy, report, run_search, runner)
 from nas.search.cache import EvaluationCache
-from nas.search.evaluator import DistributedAccuracy
+from nas.search.distributed_accuracy import DistributedAccuracy
 from nas.search.objective import Evaluation
+from nas.search.running import SearchRun
 from nas.space.arch import Arch
 from nas.space.spaces import TINY_SPACE
 from nas.core.files import file_digest
-from nas.search.runner import resolve_supernet
+from nas.search.inputs import resolve_supernet
 from nas.supernet import shipped
 from nas.supernet.checkpoint import checkpoint_file, load_supernet
 from nas.supernet.shipped import save_compact, shipped_card
@@ -124,10 +125,8 @@ def test_final_comparison_pairs_every_pick_with_s0_and_each_other(tmp_path):
 
     ev = lambda a: Evaluation(a, 0.5, 1.0, 1000, 1.0)
     pool = DistributedAccuracy({"final": final_fn}, progress=False)
-    setup = runner._Setup(None, None, None, {}, None, Final(), pool, 1)
-    search = runner._Search(SearchConfig(), setup, tmp_path, "cpu", "onnxruntime")
     outcomes = {n: SearchOutcome(n, [], ev(archs[i]), 1) for n, i in [("paper", 0), ("nsga2", 1), ("random", 1)]}
-    search._compare_finally(outcomes, ev(archs[2]))
+    search = comparison.compare_finally(Final(), pool, comparison.picks(outcomes, ev(archs[2])))
     assert sorted(calls) == sorted(vectors)                                          # each distinct arch once
     got = {(c["a"], c["b"]): c for c in search.comparisons}
     assert list(got) == [("paper", "reference_s0"), ("nsga2", "reference_s0"), ("random", "reference_s0"),
@@ -135,7 +134,7 @@ def test_final_comparison_pairs_every_pick_with_s0_and_each_other(tmp_path):
     assert got["paper", "reference_s0"]["better"] == "paper" and got["paper", "nsga2"]["verdict"] == "a better"
     assert got["nsga2", "reference_s0"]["verdict"] == "tie" and got["nsga2", "reference_s0"]["ci_high"] == 0
     assert got["nsga2", "random"]["diff"] == 0 and got["nsga2", "random"]["better"] is None
-    assert search.final_scores["reference_s0"]["final_accuracy"] == pytest.approx(base_.mean())
+    assert search.scores["reference_s0"]["final_accuracy"] == pytest.approx(base_.mean())
     text = report.conclusion(search.comparisons)
     assert text.startswith("paper's pick is more accurate than every other strategy's beyond the noise.")
     assert "Against S0, beyond the noise: better: paper; the others tie." in text
@@ -314,11 +313,11 @@ def test_the_default_supernet_is_trained_through_the_library(tiny_table, tmp_pat
         seen.append((fn, config, nproc))
         raise SearchError("trained")
 
-    monkeypatch.setattr(runner, "launch", launch)
+    monkeypatch.setattr(inputs, "launch", launch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SearchError, match="trained"):
         run_search(SearchConfig(target=str(tiny_table), supernet="runs/supernet", progress=False))
-    assert seen == [(runner.train, TrainConfig(out="runs/supernet", resume=True, progress=False),
+    assert seen == [(inputs.train, TrainConfig(out="runs/supernet", resume=True, progress=False),
                      min(2, local_cores()))]
 
 
@@ -343,7 +342,7 @@ def test_the_search_takes_the_users_run_then_the_shipped_supernet(tiny_supernet,
     weights = tmp_path / "weights"
     weights.mkdir()
     monkeypatch.setattr(shipped, "SHIPPED_DIR", weights)
-    monkeypatch.setattr(runner, "default_space", lambda: "tiny")
+    monkeypatch.setattr(inputs, "default_space", lambda: "tiny")
     assert resolve_supernet(None) == "runs/supernet"                  # nothing shipped: it is trained first
     save_compact(tiny_supernet, weights / "tiny.pt", card={"summary": "tiny", "train_minutes": 1})
     assert resolve_supernet(None) == str(weights / "tiny.pt")
@@ -351,3 +350,112 @@ def test_the_search_takes_the_users_run_then_the_shipped_supernet(tiny_supernet,
     shutil.copytree(tiny_supernet, tmp_path / "runs" / "supernet")
     assert resolve_supernet(None) == "runs/supernet"                  # the user's own run comes first
 
+
+
+MYSTRATEGY = """
+from dataclasses import dataclass
+
+from nas.core.values import POSITIVE_INT
+from nas.search.base import SearchOutcome, SearchStrategy, StrategyOptions, option, register_strategy
+
+SEEN = []
+
+
+@dataclass(frozen=True)
+class MyOptions(StrategyOptions):
+    knob: int = option(1, POSITIVE_INT, help="how far to turn it", flag="--knob")
+
+
+@register_strategy
+class MyStrategy(SearchStrategy):
+    name = "mystrategy"
+    Options = MyOptions
+    takes = ("seed",)
+
+    def run(self, objective, space, budget, evals=None, *, batch=1, on_step=None):
+        SEEN.append((self.options.knob, self.seed))
+        evs = objective.evaluate_many([space.min_arch()])
+        return SearchOutcome(self.name, evs, budget.best(evs), objective.evaluations)
+"""
+
+
+@pytest.fixture
+def mystrategy(tmp_path, monkeypatch):
+    """A strategy with an option of its own, registered from a module outside the package."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / "my_strategy_plugin.py").write_text(MYSTRATEGY)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "my_strategy_plugin", raising=False)
+    module = importlib.import_module("my_strategy_plugin")
+    yield module
+    sys.modules.pop("my_strategy_plugin", None)
+
+
+def test_a_new_strategys_option_is_set_from_the_command_line(mystrategy, tiny_table, tiny_supernet, tmp_path,
+                                                             capsys):
+    out = tmp_path / "out"
+    args = _args(tiny_table, tiny_supernet, out, "--strategy", "mystrategy", "--latency-budget", _budget(tiny_table),
+                 "--final-heldout", "0", "--no-export", "--no-measure", "--no-plot", "--seed", "5")
+    assert main([*args, "--option", "mystrategy.knob=3"]) == 0
+    assert mystrategy.SEEN == [(3, 5)]                                  # the option and the search-wide seed
+    record = json.loads((out / "run.json").read_text())
+    assert record["strategy_options"] == {"mystrategy": {"knob": 3}}   # part of what the folder holds
+    assert main([*args, "--knob", "4", "--overwrite"]) == 0             # its shorthand flag, added generically
+    assert mystrategy.SEEN[-1] == (4, 5)
+    assert main([*args, "--knob", "4", "--option", "mystrategy.knob=6", "--overwrite"]) == 0
+    assert mystrategy.SEEN[-1] == (6, 5)                                # the last value given wins
+    capsys.readouterr()
+    for bad, says in [("mystrategy.knob=0", "argument --option: mystrategy.knob must be at least 1, got 0"),
+                      ("mystrategy.knob=x", "argument --option: mystrategy.knob expected a whole number, got 'x'"),
+                      ("mystrategy.nob=3", "unknown option 'nob' of search strategy 'mystrategy'; its options: knob"),
+                      ("other.knob=3", "unknown search strategy 'other'; known strategies: paper, mystrategy, "
+                                       "nsga2, random")]:
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--option", bad])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and says in err, err
+    assert len(mystrategy.SEEN) == 3
+    text = build_parser().format_help()
+    assert "mystrategy.knob=1" in text and "how far to turn it" in text and "--knob KNOB" in text
+    with pytest.raises(SearchError, match="mystrategy.knob must be at least 1, got 0"):
+        SearchConfig(strategy="mystrategy", strategy_options={"mystrategy": {"knob": 0}})
+
+
+def test_every_strategy_option_is_in_the_help_with_its_default():
+    text = " ".join(build_parser().format_help().split())
+    for shown in ["paper.actions=CNE", "paper.lazy=true", "paper.max_steps=1000", "nsga2.population_size=20",
+                  "nsga2.storage", "nsga2.study_name", "random.max_draws=100000", "[--reevaluate lazy|all]",
+                  "[--actions]", "[--max-steps]", "[--storage]", "[--study-name]", "--option STRATEGY.OPTION=VALUE"]:
+        assert shown in text, shown
+
+
+def test_population_size_and_draws_are_set_from_the_config_and_the_command_line():
+    parse = lambda *a: config_from_args(build_parser().parse_args(list(a)))
+    config = parse("--option", "nsga2.population_size=64", "--option", "random.max_draws=500", "--seed", "3",
+                   "--reevaluate", "all", "--actions", "CNEA", "--max-steps", "9", "--storage", "sqlite:///s.db")
+    assert config.strategy_options == {"nsga2": {"population_size": 64, "storage": "sqlite:///s.db"},
+                                       "random": {"max_draws": 500},
+                                       "paper": {"lazy": False, "actions": "CNEA", "max_steps": 9}}
+    assert config == SearchConfig(seed=3, strategy_options=config.strategy_options)
+    run = SearchRun(config, None, Path("out"), "cpu", "onnxruntime", {"params_m": None, "latency_ms": 1.5}, None)
+    nsga2, rand, paper = run.strategy("nsga2"), run.strategy("random"), run.strategy("paper")
+    assert (nsga2.options.population_size, nsga2.options.storage, nsga2.seed) == (64, "sqlite:///s.db", 3)
+    assert nsga2.options.study_name is None and nsga2.search_name == "search-cpu-onnxruntime-None-1.5"
+    assert (rand.options.max_draws, rand.seed) == (500, 3)
+    assert (paper.options.lazy, paper.options.actions, paper.options.max_steps) == (False, "CNEA", 9)
+    defaults = parse()
+    assert defaults.strategy_options == {} and defaults.options_of("paper").lazy is True      # lazy by default
+    identity = SearchConfig(strategy="all", strategy_options={"nsga2": {"population_size": 64}}).identity()
+    assert identity["strategy_options"]["nsga2"] == {"population_size": 64, "storage": None, "study_name": None}
+    assert set(identity["strategy_options"]) == {"paper", "nsga2", "random"}
+    assert SearchConfig(strategy="paper", strategy_options={"nsga2": {"population_size": 64}}).identity()[
+        "strategy_options"] == {"paper": {"actions": "CNE", "lazy": True, "max_steps": 1000}}
+
+
+def test_the_former_runner_module_still_resolves_its_names():
+    with pytest.warns(DeprecationWarning, match="nas.search.runner.run_search is deprecated"):
+        assert runner.run_search is run_search
+    with pytest.warns(DeprecationWarning):
+        assert runner.SearchConfig is SearchConfig and runner.resolve_supernet is resolve_supernet

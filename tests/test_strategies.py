@@ -146,10 +146,52 @@ def test_the_shipped_strategies_are_found_by_name():
     assert isinstance(s, RandomSearch) and s.seed == 3
     with pytest.raises(SearchError, match="unknown search strategy 'nope'; known strategies: paper, nsga2"):
         get_strategy("nope")
-    with pytest.raises(TypeError):
-        get_strategy("paper", seed=1)                             # not an option of the paper's loop
-    p = strategy_class("paper").from_settings({"lazy": True, "seed": 5, "storage": "x", "max_steps": 7})
-    assert (p.lazy, p.max_steps, p.actions) == (True, 7, "CNE")
+    with pytest.raises(SearchError, match="unknown option 'seed' of search strategy 'paper'; its options: actions, "
+                                          "lazy, max_steps"):
+        get_strategy("paper", seed=1)                             # the paper's loop takes no seed
+    p = get_strategy("paper", max_steps=7)
+    assert (p.options.lazy, p.options.max_steps, p.options.actions) == (True, 7, "CNE")
+
+
+def test_strategies_declare_their_options_and_check_them():
+    from nas.search.nsga2 import NSGA2Options, NSGA2Search
+    from nas.search.paper import PaperOptions, PaperSearch
+    from nas.search.random_search import RandomOptions
+    assert (PaperSearch.Options, NSGA2Search.Options, RandomSearch.Options) == (PaperOptions, NSGA2Options,
+                                                                                RandomOptions)
+    n = get_strategy("nsga2", population_size=64, storage="sqlite:///s.db", seed=2, search_name="s")
+    assert (n.options.population_size, n.options.storage, n.options.study_name, n.seed, n.search_name) == (
+        64, "sqlite:///s.db", None, 2, "s")
+    assert get_strategy("random", max_draws=5).options.max_draws == 5
+    assert PaperSearch(PaperOptions(lazy=False), max_steps=3).options == PaperOptions(lazy=False, max_steps=3)
+    for name, kw, says in [("nsga2", dict(population_size=1), "nsga2.population_size must be at least 2, got 1"),
+                           ("random", dict(max_draws=0), "random.max_draws must be at least 1, got 0"),
+                           ("paper", dict(actions="XYZ"), "paper.actions must be one or more distinct letters"),
+                           ("paper", dict(lazy="yes"), "paper.lazy must be true or false, got 'yes'"),
+                           ("random", dict(max_drawz=3), "unknown option 'max_drawz' of search strategy 'random'; "
+                                                         "its options: max_draws"),
+                           ("random", dict(seed=1.5), "seed must be a whole number")]:
+        with pytest.raises(SearchError, match=says):
+            get_strategy(name, **kw)
+
+
+def test_a_small_population_and_few_draws_reach_the_strategies(monkeypatch):
+    obj, pred = make_objective(TINY_SPACE, seed=1)
+    budget = Budget(latency_ms=pred.predict(TINY_SPACE.max_arch()) * 0.6)
+    out = get_strategy("random", max_draws=3).run(obj, TINY_SPACE, budget, 50)
+    assert len(out.evaluations) <= 3                              # stopped after 3 draws, not 50 evaluations
+    import optuna
+    seen = []
+    real = optuna.samplers.NSGAIISampler
+
+    def sampler(**kw):
+        seen.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(optuna.samplers, "NSGAIISampler", sampler)
+    obj, _ = make_objective(TINY_SPACE, seed=1)
+    get_strategy("nsga2", population_size=4, seed=7).run(obj, TINY_SPACE, budget, 5)
+    assert seen == [{"population_size": 4, "seed": 7}]
 
 
 def test_every_strategy_returns_one_kind_of_outcome():
@@ -185,17 +227,17 @@ def test_a_registered_strategy_is_run_through_the_same_interface(monkeypatch):
     @register_strategy
     class FirstK(SearchStrategy):
         name = "first-k"
-
-        def __init__(self, seed: int = 0):
-            self.seed = seed
+        takes = ("seed",)
 
         def run(self, objective, space, budget, evals=None, *, batch=1, on_step=None):
             evs = objective.evaluate_many([space.sample(self.seed + i) for i in range(evals)])
             return SearchOutcome(self.name, evs, budget.best(evs), objective.evaluations)
 
     assert "first-k" in list_strategies() and list_strategies()[0] == "paper"
-    s = strategy_class("first-k").from_settings({"seed": 4, "lazy": True})
-    assert s.seed == 4
+    s = strategy_class("first-k")(seed=4)
+    assert s.seed == 4 and get_strategy("first-k").seed == 0
+    with pytest.raises(SearchError, match="unknown option 'lazy' of search strategy 'first-k'; its options: none"):
+        strategy_class("first-k")(lazy=True)
     obj, _ = make_objective(TINY_SPACE)
     out = s.run(obj, TINY_SPACE, Budget(), 3)
     assert out.chosen.accuracy == max(e.accuracy for e in out.evaluations)

@@ -5,13 +5,17 @@
 
 Strategies are :class:`SearchStrategy` subclasses registered by name (:func:`register_strategy`,
 :func:`get_strategy`, :func:`list_strategies`); each lives in its own module (``paper``, ``nsga2``,
-``random_search``) and returns a :class:`SearchOutcome`. They see architectures through an
-:class:`Objective` and must meet a :class:`Budget`.
+``random_search``), declares its options (a :class:`StrategyOptions` dataclass of :func:`option` fields,
+set through ``SearchConfig(strategy_options=...)`` or ``--option NAME.OPTION=VALUE``) and returns a
+:class:`SearchOutcome`. They see architectures through an :class:`Objective` and must meet a
+:class:`Budget`.
 """
-from nas.search.base import (SearchError, SearchOutcome, SearchStrategy, get_strategy, list_strategies,
-                             register_strategy, strategy_class)
+from nas.search.base import (Flag, SearchError, SearchOutcome, SearchStrategy, StrategyOptions, get_strategy,
+                             list_strategies, option, register_strategy, strategy_class)
+from nas.search.config import SearchConfig
 from nas.search.objective import Budget, Evaluation, Objective, Step
-from nas.search.runner import SearchConfig, run_search
+from nas.search.run import run_search
 
-__all__ = ["SearchConfig", "run_search", "SearchStrategy", "SearchOutcome", "SearchError", "register_strategy",
-           "get_strategy", "strategy_class", "list_strategies", "Budget", "Evaluation", "Objective", "Step"]
+__all__ = ["SearchConfig", "run_search", "SearchStrategy", "SearchOutcome", "SearchError", "StrategyOptions",
+           "option", "Flag", "register_strategy", "get_strategy", "strategy_class", "list_strategies", "Budget",
+           "Evaluation", "Objective", "Step"]

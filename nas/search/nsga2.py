@@ -5,15 +5,32 @@ workers on several machines can run one study.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Callable
 
-from nas.search.base import SearchOutcome, SearchStrategy, register_strategy
+from nas.core.values import POSITIVE_INT, TEXT
+from nas.search.base import SearchOutcome, SearchStrategy, StrategyOptions, option, register_strategy
 from nas.search.objective import Budget, Evaluation, Objective, Step
 from nas.space.arch import Arch, BlockChoice
 from nas.space.spaces import SearchSpace
 
-__all__ = ["NSGA2Search", "nsga2_search", "suggest_arch"]
+__all__ = ["NSGA2Search", "NSGA2Options", "nsga2_search", "suggest_arch"]
+
+#: Optuna's NSGA-II needs at least two individuals per generation
+POPULATION = dataclasses.replace(POSITIVE_INT, rule="at least 2", ok=lambda v: v >= 2)
+
+
+@dataclass(frozen=True)
+class NSGA2Options(StrategyOptions):
+    """The options of NSGA-II (``--option nsga2.NAME=VALUE``, or the shorthand flags)."""
+    population_size: int = option(20, POPULATION, help="individuals per generation")
+    storage: str | None = option(None, TEXT, optional=True, flag="--storage",
+                                 help="Optuna storage URL (share one study between workers)")
+    study_name: str | None = option(None, TEXT, optional=True, flag="--study-name",
+                                    help="Optuna study name (default: search-DEVICE-RUNTIME-PARAMS-LATENCY, from "
+                                         "the target and the budgets)")
 
 
 @register_strategy
@@ -21,16 +38,16 @@ class NSGA2Search(SearchStrategy):
     """Optuna NSGA-II over the space (maximise accuracy, minimise latency and params; the budget as
     constraints) until ``evals`` distinct architectures have been accuracy-evaluated. Trials are asked
     ``batch`` at a time and evaluated together (``Objective.evaluate_many``, which can spread them over
-    processes). ``storage`` (an Optuna storage URL) lets several workers share the study ``study_name``.
-    The pick is the most accurate evaluation within the budget.
+    processes). Options (:class:`NSGA2Options`): ``population_size`` individuals per generation;
+    ``storage`` (an Optuna storage URL) lets several workers share the study ``study_name`` (default: the
+    search-wide ``search_name``). The search-wide ``seed`` seeds the sampler. The pick is the most accurate
+    evaluation within the budget.
     """
 
     name = "nsga2"
-
-    def __init__(self, seed: int = 0, storage: str | None = None, study_name: str | None = None,
-                 population_size: int = 20):
-        self.seed, self.storage, self.study_name = seed, storage, study_name
-        self.population_size = population_size
+    Options = NSGA2Options
+    takes = ("seed", "search_name")
+    color = "tab:orange"
 
     def run(self, objective: Objective, space: SearchSpace, budget: Budget, evals: int | None = None, *,
             batch: int = 1, on_step: Callable[[Step], None] | None = None) -> SearchOutcome:
@@ -40,10 +57,11 @@ class NSGA2Search(SearchStrategy):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
         t0 = time.perf_counter()
-        sampler = optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed)
+        o = self.options
+        sampler = optuna.samplers.NSGAIISampler(population_size=o.population_size, seed=self.seed)
         study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler,
-                                    storage=self.storage, study_name=self.study_name,
-                                    load_if_exists=self.storage is not None)
+                                    storage=o.storage, study_name=o.study_name or self.search_name,
+                                    load_if_exists=o.storage is not None)
         pb, lb = budget.params, budget.latency_ms
         results: list[Evaluation] = []
         start, asked = objective.evaluations, 0

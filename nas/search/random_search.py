@@ -3,25 +3,36 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from typing import Callable
 
-from nas.search.base import SearchOutcome, SearchStrategy, register_strategy
+from nas.core.values import POSITIVE_INT
+from nas.search.base import SearchOutcome, SearchStrategy, StrategyOptions, option, register_strategy
 from nas.search.objective import Budget, Evaluation, Objective, Step
 from nas.space.spaces import SearchSpace
 
-__all__ = ["RandomSearch", "random_search"]
+__all__ = ["RandomSearch", "RandomOptions", "random_search"]
+
+
+@dataclass(frozen=True)
+class RandomOptions(StrategyOptions):
+    """The options of random search (``--option random.NAME=VALUE``)."""
+    max_draws: int = option(100_000, POSITIVE_INT,
+                            help="random architectures drawn at most to find the evaluations within the budget")
 
 
 @register_strategy
 class RandomSearch(SearchStrategy):
     """Accuracy-evaluate ``evals`` random architectures that meet the budget (rejection sampling on the
     cheap metrics, at most ``max_draws`` draws, so no evaluation is wasted outside the budget). The pick
-    is the most accurate of them."""
+    is the most accurate of them. The search-wide ``seed`` seeds the draws. Its evaluations are random
+    subnets within the budget: the spread of their accuracies is the search's ``signal``."""
 
     name = "random"
-
-    def __init__(self, seed: int = 0, max_draws: int = 100_000):
-        self.seed, self.max_draws = seed, max_draws
+    Options = RandomOptions
+    takes = ("seed",)
+    samples_within_budget = True
+    color = "tab:gray"
 
     def run(self, objective: Objective, space: SearchSpace, budget: Budget, evals: int | None = None, *,
             batch: int = 1, on_step: Callable[[Step], None] | None = None) -> SearchOutcome:
@@ -30,7 +41,7 @@ class RandomSearch(SearchStrategy):
         start, t0 = objective.evaluations, time.perf_counter()
         rng = random.Random(self.seed)
         picked, draws = [], 0
-        while len(picked) < evals and draws < self.max_draws:
+        while len(picked) < evals and draws < self.options.max_draws:
             draws += 1
             a = space.sample(rng, keep_prob=rng.uniform(0.2, 0.9), attn_prob=rng.uniform(0.0, 0.6))
             lat, p, _ = objective.cheap(a)

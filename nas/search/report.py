@@ -1,5 +1,6 @@
-"""A search's files: trajectories, evaluations, the comparison of strategies, and their plots; the
-lines that state the paired comparisons of the picks (:func:`describe_comparison`, :func:`conclusion`).
+"""A search's report: its files (trajectories, evaluations, the comparison of strategies, the summary) and
+their plots, and what it logs of them; the lines that state the paired comparisons of the picks
+(:func:`describe_comparison`, :func:`conclusion`).
 
 Every file is written atomically (a killed search never leaves half a file); plots use the headless
 backend of :func:`nas.core.plotting.pyplot`.
@@ -7,20 +8,23 @@ backend of :func:`nas.core.plotting.pyplot`.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
 from nas.core.files import atomic_open, atomic_write_text
 from nas.core.plotting import pyplot, save_figure
-from nas.search.base import SearchOutcome
+from nas.search.base import SearchOutcome, strategy_class
+from nas.search.comparison import REFERENCE, FinalComparison
 from nas.search.objective import Evaluation, Step
 
 __all__ = ["rows", "write_csv", "write_json", "write_trajectory", "write_evaluations", "plot_trajectory",
-           "plot_comparison", "describe", "describe_comparison", "conclusion", "label"]
+           "plot_comparison", "describe", "describe_comparison", "conclusion", "label", "summary",
+           "write_comparison", "log_signal", "log_comparisons"]
 
-COLORS = {"paper": "tab:blue", "nsga2": "tab:orange", "random": "tab:gray"}
+log = logging.getLogger(__name__)
 
 
 def rows(items: Iterable[Evaluation | Step]) -> pd.DataFrame:
@@ -88,7 +92,7 @@ def plot_comparison(outcomes: Mapping[str, SearchOutcome], path: Path, budgets: 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, (name, r) in enumerate(outcomes.items()):
-        color = COLORS.get(name, f"C{i}")
+        color = strategy_class(name).color or f"C{i}"
         if r.trajectory is not None:
             evs = [s.evaluation for s in r.trajectory]
             ax.plot([e.latency_ms for e in evs], [e.accuracy * 100 for e in evs], "-o", ms=3,
@@ -120,7 +124,7 @@ def describe(ev: Evaluation | None) -> str:
 
 def label(name: str) -> str:
     """How a pick is named in the logs: its strategy, or ``S0`` for the hand-designed reference."""
-    return "S0" if name == "reference_s0" else name
+    return "S0" if name == REFERENCE else name
 
 
 def describe_comparison(c: Mapping) -> str:
@@ -138,8 +142,8 @@ def conclusion(comparisons: Iterable[Mapping]) -> str:
     accurate than every other strategy's beyond the noise (or that none is), and which picks differ
     from S0 beyond the noise."""
     comparisons = list(comparisons)
-    between = [c for c in comparisons if "reference_s0" not in (c["a"], c["b"])]
-    vs_s0 = [c for c in comparisons if c["b"] == "reference_s0"]
+    between = [c for c in comparisons if REFERENCE not in (c["a"], c["b"])]
+    vs_s0 = [c for c in comparisons if c["b"] == REFERENCE]
     out = []
     if between:
         names = list(dict.fromkeys(n for c in between for n in (c["a"], c["b"])))
@@ -153,7 +157,7 @@ def conclusion(comparisons: Iterable[Mapping]) -> str:
             out.append("No strategy's pick beats every other beyond the noise (beyond it: " + ", ".join(wins) + ").")
     if vs_s0:
         above = [c["a"] for c in vs_s0 if c["better"] == c["a"]]
-        below = [c["a"] for c in vs_s0 if c["better"] == "reference_s0"]
+        below = [c["a"] for c in vs_s0 if c["better"] == REFERENCE]
         if not above and not below:
             out.append("No pick differs from S0 beyond the noise.")
         else:
@@ -162,3 +166,66 @@ def conclusion(comparisons: Iterable[Mapping]) -> str:
                                                 f"worse: {', '.join(below)}" if below else "") if p)
                        + ("; the others tie." if len(above) + len(below) < len(vs_s0) else "."))
     return " ".join(out)
+
+
+def summary(*, target: str, runtime: str, table: Path, budgets: dict, supernet: str, heldout: int,
+            final_heldout: int, processes: int, outcomes: Mapping[str, SearchOutcome], reference: Evaluation | None,
+            stderr: Callable[[float], float], final: FinalComparison, signal: dict | None) -> dict:
+    """What ``summary.json`` holds of a search: its target, budgets and evaluation settings, S0 and every
+    strategy's pick (accuracy with its standard error ``stderr``, final accuracy), the paired comparisons,
+    their conclusion and the signal (:func:`nas.search.comparison.signal`)."""
+    return {"target": target, "runtime": runtime, "table": str(table), "budgets": budgets,
+            "final_heldout": final_heldout,
+            REFERENCE: ({**reference.row(), "accuracy_stderr": stderr(reference.accuracy),
+                        **final.fields(REFERENCE)} if reference else None),
+            "supernet": supernet, "heldout": heldout, "processes": processes,
+            "strategies": {n: {"n_evals": o.n_evals, "seconds": round(o.seconds, 1),
+                               **({"steps": o.steps} if o.trajectory is not None else {}),
+                               "chosen": ({**o.chosen.row(), "accuracy_stderr": stderr(o.chosen.accuracy),
+                                           **final.fields(n)} if o.chosen else None)}
+                           for n, o in outcomes.items()},
+            "comparisons": final.comparisons,
+            "conclusion": conclusion(final.comparisons) if final.comparisons else None,
+            "signal": signal}
+
+
+def log_signal(signal: dict | None, heldout: int) -> None:
+    """One line: the spread of random subnets' accuracies within the budget against one evaluation's noise."""
+    if signal and signal["spread_in_stderr"] is not None:
+        g = signal
+        log.info(f"\nSubnets within the budget ({g['n']} random ones, accuracy on {heldout} images): "
+                 f"5th-95th percentile {g['p5'] * 100:.2f}-{g['p95'] * 100:.2f} % ({g['spread'] * 100:.2f} "
+                 f"points = {g['spread_in_stderr']:.1f} standard errors of one evaluation)")
+
+
+def write_comparison(outcomes: Mapping[str, SearchOutcome], folder: Path, budgets: dict, title: str, *,
+                     stderr: Callable[[float], float], final: FinalComparison, finally_compared: bool,
+                     plot: bool = True) -> None:
+    """``comparison.csv`` (and ``comparison.png`` when ``plot``) in ``folder``, and the table of the
+    strategies side by side in the log (with their final accuracies when ``finally_compared``)."""
+    table = [{"strategy": n, "evaluations": o.n_evals, "seconds": round(o.seconds, 1),
+              **({k: v for k, v in o.chosen.row().items() if k != "arch"} if o.chosen else {}),
+              "accuracy_stderr": stderr(o.chosen.accuracy) if o.chosen else None, **final.fields(n)}
+             for n, o in outcomes.items()]
+    write_csv(pd.DataFrame(table), folder / "comparison.csv")
+    if plot:
+        plot_comparison(outcomes, folder / "comparison.png", budgets, title)
+    log.info("\nstrategy  evaluations  time   pick within the budgets"
+             + ("   (final accuracy ± standard error)" if finally_compared else ""))
+    for n, o in outcomes.items():
+        f = final.fields(n)
+        fa = (f"   ({f['final_accuracy'] * 100:.2f}% ± {f['final_accuracy_stderr'] * 100:.2f})"
+              if f["final_accuracy"] is not None else "")
+        log.info(f"{n:8s}  {o.n_evals:11d}  {o.seconds:4.0f} s  {describe(o.chosen)}{fa}")
+
+
+def log_comparisons(comparisons: list[dict]) -> None:
+    """The paired comparisons of the picks, one line each, and what they show."""
+    if not comparisons:
+        return
+    c0 = comparisons[0]
+    log.info(f"\nAccuracy differences on the same {c0['n']} final images, in points, with "
+             f"{c0['level'] * 100:.0f} % paired bootstrap intervals (a tie when the interval contains 0):")
+    for c in comparisons:
+        log.info(f"  {describe_comparison(c)}")
+    log.info(conclusion(comparisons))
