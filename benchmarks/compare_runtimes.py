@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from nas.latency.tables import resolve_table  # noqa: E402
+from nas.space.modules import build_unit  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from nas.space.units import space_units  # noqa: E402
 from profilers import get_profiler  # noqa: E402
@@ -51,7 +52,7 @@ def measure_side_by_side(device: str, runtimes: list[str], space: str, batch: in
             for s in specs[i:i + batch]:
                 for j, prof in enumerate(profs):
                     torch.manual_seed(0)
-                    m, shape = s.build()
+                    m, shape = build_unit(s)
                     path = prof.export(m.eval(), shape, Path(tmp) / f"{s.key}.{j}{prof.suffix}")
                     fns[(s.key, j)] = prof.runner(path, shape)
                     if fns[(s.key, j)] is None:

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from nas.core.errors import UserError
 from nas.core.version import TOOL, __version__
+from nas.space.modules import build_unit
 
 from profilers.devices import Device, get_device
 from profilers.host import fingerprint, pinned
@@ -134,7 +135,7 @@ class Profiler(abc.ABC):
     def profile_spec(self, spec) -> LatencyStats:
         """Build a :class:`nas.space.units.BlockSpec` (seeded weights) and profile it."""
         torch.manual_seed(0)
-        module, shape = spec.build()
+        module, shape = build_unit(spec)
         return self.profile_module(module, shape, name=spec.key)
 
     def software(self) -> dict:

@@ -19,11 +19,14 @@ import logging
 import math
 import re
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from tqdm import tqdm
+
+from nas.space.modules import build_unit
 
 from profilers.host import pinned
 from profilers.probe import Probe
@@ -104,7 +107,7 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], probe: Probe
             profiler.export(module.eval(), shape, path)
             return path, shape
 
-        probe_paths = {f"probe:{s.key}": export(f"probe_{s.key}", s.build) for s in (probe.specs if probe else [])}
+        probe_paths = {f"probe:{s.key}": export(f"probe_{s.key}", partial(build_unit, s)) for s in (probe.specs if probe else [])}
 
         def probe_ratio() -> float:               # the probe alone, always in the same company
             st = _measure_batch(profiler, probe_paths)

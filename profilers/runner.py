@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from nas.core.files import exclusive
+from nas.space.modules import build_unit
 
 from profilers.base import Profiler
 from profilers.batch import DEFAULT_BATCH, measure_modules
@@ -108,7 +110,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
         probe = Probe(list(probe_specs), reference=dict(ref) if ref else None)
         if probe.reference and todo:
             check = check_probe(probe.reference, lambda: measure_modules(
-                profiler, [(s.key, s.build) for s in probe.specs], None, progress=False), tolerance)
+                profiler, [(s.key, partial(build_unit, s)) for s in probe.specs], None, progress=False), tolerance)
             if not check.ok:
                 raise TableError(f"{out}: this host's probe differs from the one recorded with the table "
                                  f"({check.describe()}): another machine, or one much busier than then. Write "
@@ -135,7 +137,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
                     meta["probe"] = probe.to_meta({"measured_at": now_iso()})
                     write_meta(out, meta)
 
-            measure_modules(profiler, [(s.key, s.build) for s in todo], probe, progress=progress,
+            measure_modules(profiler, [(s.key, partial(build_unit, s)) for s in todo], probe, progress=progress,
                             desc=f"{profiler.device.name}/{profiler.name}", on_result=on_result,
                             batch_size=batch_size, correct_drift=correct_drift, sweeps=sweeps)
     finally:

@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from models.efficientformer_v2 import check_img_size
+from models.configs import check_img_size
 from nas.core.errors import UserError
 from nas.latency.calibration import Calibration, calibration_path, load_calibration
 from nas.latency.tables import resolve_table, verify_host

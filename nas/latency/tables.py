@@ -16,8 +16,10 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
+from nas.space.modules import build_unit
 from nas.space.units import probe_units
 from profilers import get_profiler
 from profilers.batch import measure_modules
@@ -105,7 +107,7 @@ def measure_probe(device: str, runtime: str, threads: int | None = None, protoco
     proto = Protocol(**{k: v for k, v in (protocol or {}).items() if k in known})
     prof = get_profiler(runtime)(device, threads=threads, protocol=proto)
     prof.check_ready()
-    return measure_modules(prof, [(s.key, s.build) for s in probe_units()], None, progress=progress,
+    return measure_modules(prof, [(s.key, partial(build_unit, s)) for s in probe_units()], None, progress=progress,
                            desc="probe")
 
 

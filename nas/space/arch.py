@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from models.efficientformer_v2 import BlockConfig, NetConfig
+from models.configs import BlockConfig, NetConfig
 from nas.core.errors import UserError
 
 __all__ = ["NUM_STAGES", "BlockChoice", "Arch", "ArchError", "json_number"]

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig
+from models.configs import ATTN_STAGES, VARIANTS, BlockConfig
 from nas.core.errors import UserError
 from nas.space import encoding
 from nas.space.arch import NUM_STAGES, Arch, ArchError, BlockChoice, json_number
