@@ -7,6 +7,7 @@ import pytest
 
 from nas.space.units import arch_units, space_units
 from nas.space.metrics import MES, count_params
+from nas.latency.calibrate import calibration_archs
 from nas.latency.predictor import Calibration, LatencyPredictor, MissingLatencyError
 from nas.space.arch import ArchError
 from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
@@ -197,3 +198,24 @@ def test_attention_only_where_the_space_allows_it_one_at_a_time_too():
         with pytest.raises(ArchError):
             pred.predict_many([bad])
     assert pred.predict(arch.replace(stage=2, slot=7, keep=False, attn=True)) > 0   # an allowed slot, dropped
+
+
+@pytest.mark.parametrize("space", [DEFAULT_SPACE, CPU_SPACE, TINY_SPACE], ids=lambda s: s.name)
+def test_calibration_networks_span_the_space(space):
+    """What a calibration measures: the published variants the space holds, its smallest and largest
+    networks, and networks between them evenly spread in log predicted latency; chosen without measuring."""
+    pred = LatencyPredictor(random_table(space, seed=5), space)
+    archs = calibration_archs(pred, n=8, seed=0)
+    variants = [space.canonical(v) for v in ("s0", "s1", "s2", "l") if space.fits(v)]
+    assert archs[:len(variants)] == variants
+    assert space.min_arch() in archs and space.max_arch() in archs
+    assert len(archs) == len(variants) + 8 and len({a.to_json() for a in archs}) == len(archs)
+    assert all(space.contains(a) for a in archs)
+    lo, hi = np.log(pred.block_sum_many([space.min_arch(), space.max_arch()]))
+    between = np.sort(np.log(pred.block_sum_many(archs[len(variants) + 2:])))
+    assert len(between) == 6
+    step = (hi - lo) / 7                                           # six points evenly spaced between the ends
+    assert np.all(np.abs(between - (lo + step * np.arange(1, 7))) < step / 2)
+    assert calibration_archs(pred, n=8, seed=0) == archs           # deterministic for a seed
+    assert calibration_archs(pred, n=8, seed=1)[len(variants) + 2:] != archs[len(variants) + 2:]
+    assert calibration_archs(pred, n=2, seed=0) == archs[:len(variants) + 2]

@@ -455,6 +455,15 @@ class LatencyPredictor:
         ``space.sample_encoded`` (the fast path: one table read per stage and row, see
         :class:`_EncodedLookup`). Equal to :meth:`predict` within rounding (the units are added in another
         order)."""
+        f, a, o, s = self._totals(archs)
+        return self.calibration.apply_columns(f, a, o, total=s) if self.calibration else s
+
+    def block_sum_many(self, archs) -> np.ndarray:
+        """Vectorised :meth:`block_sum`: the sums of unit latencies in ms (uncalibrated) of a list of archs
+        or an encoded matrix."""
+        return self._totals(archs)[3]
+
+    def _totals(self, archs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if isinstance(archs, np.ndarray):
             codes = archs
         else:
@@ -465,7 +474,7 @@ class LatencyPredictor:
             self.space.check_codes(codes)                    # the first: ArchError naming the row
             bad = np.flatnonzero(np.isnan(s))
             self._raise_missing(self.space.decode(codes[bad[:50]]))
-        return self.calibration.apply_columns(f, a, o, total=s) if self.calibration else s
+        return f, a, o, s
 
     def _sums_encoded(self, codes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-group sums (ffn, attn, other) of encoded rows and their total (added in that order); an
