@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from nas.space.modules import build_unit  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from nas.space.units import space_units  # noqa: E402
 from profilers import get_profiler  # noqa: E402
@@ -50,7 +51,7 @@ def measure_side_by_side(device: str, runtimes: list[str], space: str, batch: in
             for s in specs[i:i + batch]:
                 for j, prof in enumerate(profs):
                     torch.manual_seed(0)
-                    m, shape = s.build()
+                    m, shape = build_unit(s)
                     path = prof.export(m.eval(), shape, Path(tmp) / f"{s.key}.{j}{prof.suffix}")
                     loaded = prof.load(path, shape)
                     if loaded is None:

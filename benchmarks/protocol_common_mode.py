@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from nas.space.modules import build_unit  # noqa: E402
 from nas.space.spaces import get_space  # noqa: E402
 from nas.space.units import space_units  # noqa: E402
 from profilers import get_profiler  # noqa: E402
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
         fns = {}
         for s in specs:
             torch.manual_seed(0)
-            m, shape = s.build()
+            m, shape = build_unit(s)
             path = prof.export(m.eval(), shape, Path(tmp) / f"{s.key}{prof.suffix}")
             loaded = prof.load(path, shape)
             if loaded is None:

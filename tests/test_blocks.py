@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from nas.space.modules import build_unit
 from nas.space.units import BlockSpec, arch_units, space_units
 from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE
 
@@ -12,7 +13,7 @@ def test_every_unit_builds_and_its_analytic_cost_is_exact():
     units = space_units(TINY_SPACE, img_size=64, num_classes=10)
     assert {u.kind for u in units} == {"stem", "downsample", "attn", "ffn", "head"}
     for u in units:
-        module, shape = u.build()
+        module, shape = build_unit(u)
         assert shape == u.input_shape
         assert u.params == sum(p.numel() for p in module.parameters()), u.key
         with FlopCounterMode(display=False) as fc, torch.no_grad():

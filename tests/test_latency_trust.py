@@ -106,7 +106,8 @@ def _drift_run(speed, reference=True, correct=True):
     prof = _FakeProfiler(true, speed)
     reference = {s.key: true[s.key] for s in specs} if reference else None
     items = [(f"u{i}", lambda: (torch.nn.Identity(), (1, 3, 8, 8))) for i in range(7)]
-    batches = list(measure_batches(prof, items, specs, reference, batch_size=3, progress=False,
+    probe = [(s.key, lambda: (torch.nn.Identity(), (1, 3, 8, 8))) for s in specs]
+    batches = list(measure_batches(prof, items, probe, reference, batch_size=3, progress=False,
                                    correct_drift=correct))
     assert [k for b in batches for k in b.stats] == [f"u{i}" for i in range(7)]      # in order, batch by batch
     res = {k: v for b in batches for k, v in b.stats.items()}

@@ -7,8 +7,10 @@ import pytest
 
 from nas.space.units import arch_units, space_units
 from nas.space.metrics import MES, count_params
+from nas.latency.calibration_run import calibration_archs
 from nas.latency.predictor import Calibration, LatencyPredictor, MissingLatencyError
-from nas.space.spaces import DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
+from nas.space.arch import ArchError
+from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
 from conftest import write_meta_json as write_meta
 from profilers.devices import get_device
 from profilers.tables.meta import TableMeta
@@ -131,3 +133,92 @@ def test_a_table_of_a_space_read_from_json_loads_without_naming_the_space(tmp_pa
     assert isinstance(pred.space, SearchSpace) and pred.space.to_dict() == space.to_dict()
     assert pred.img_size == 64 and pred.num_classes == 10
     assert pred.predict(space.max_arch()) > pred.predict(space.min_arch()) > 0
+
+
+def _calibrations():
+    rng = np.random.default_rng(2)
+    g = rng.uniform([5, 1, 0.5], [40, 10, 4], (20, 3))
+    y = g @ [0.9, 1.2, 1.05] + 0.4 + rng.normal(0, 0.3, 20)
+    return [None] + [Calibration.fit(g, y, models=[m]) for m in ("scale", "affine", "per_kind")]
+
+
+@pytest.mark.parametrize("space", [DEFAULT_SPACE, CPU_SPACE, TINY_SPACE], ids=lambda s: s.name)
+def test_encoded_lookup_gives_exactly_the_generic_sums(space):
+    """The encoded path's per-stage tables hold the very numbers the generic count-times-latency path
+    computes, in the same order: results are identical, not merely close, calibrated or not."""
+    table = random_table(space, seed=11)
+    codes = space.sample_encoded(30_000, seed=4)           # several chunks
+    for calibration in _calibrations():
+        pred = LatencyPredictor(table, space, calibration=calibration)
+        fast = pred.predict_many(codes)
+        groups, _ = pred._group_sums_generic(codes)
+        expected = calibration.apply(groups) if calibration else groups.sum(1)
+        assert np.array_equal(fast, expected)
+        assert np.array_equal(pred.predict_many(codes.astype(np.int64)), expected)
+        assert np.array_equal(pred.predict_many(np.asfortranarray(codes)), expected)
+    pred = LatencyPredictor(table, space)
+    archs = space.decode(codes[:200])
+    assert np.array_equal(pred.predict_many(archs), pred.predict_many(codes)[:200])
+    assert [pred.block_sum(a) for a in archs] == [(pred.predict(a), len(arch_units(a))) for a in archs]
+
+
+def test_a_space_beyond_the_lookup_uses_the_generic_path():
+    space = SearchSpace("deep", ((16, 24), (32,), (64, 96), (128,)), (2, 2, 17, 3), ratios=(1, 2, 3, 4), attn_slots=3)
+    table = random_table(space)
+    pred = LatencyPredictor(table, space)
+    archs = [space.sample(i) for i in range(50)]
+    expected = np.array([sum(table[u.key] for u in arch_units(a)) for a in archs])
+    np.testing.assert_allclose(pred.predict_many(space.encode(archs)), expected, rtol=1e-12)
+    assert pred._encoded is False
+
+
+def test_bad_rows_are_named_in_any_chunk():
+    pred = LatencyPredictor(random_table(DEFAULT_SPACE), DEFAULT_SPACE)
+    codes = DEFAULT_SPACE.sample_encoded(20_000, seed=0)
+    bad = codes.copy()
+    bad[17_001, 0] = -1
+    with pytest.raises(ArchError, match="encoded row 17001 "):
+        pred.predict_many(bad)
+    bad = codes.copy()
+    bad[12_345, 4:4 + DEFAULT_SPACE.max_depths[0]] = 0           # stage 1 keeps no block
+    bad[19_999, 4 + DEFAULT_SPACE.max_depths[0]:4 + sum(DEFAULT_SPACE.max_depths[:2])] = 0
+    with pytest.raises(ArchError, match=r"encoded row 12345 \(of 2 bad rows\)"):
+        pred.predict_many(bad)
+    table = random_table(DEFAULT_SPACE)
+    del table["ffn_c16_h32_r56"]                                  # a missing unit does not hide a bad row
+    with pytest.raises(ArchError, match="encoded row 12345 "):
+        LatencyPredictor(table, DEFAULT_SPACE).predict_many(bad)
+
+
+def test_attention_only_where_the_space_allows_it_one_at_a_time_too():
+    pred = LatencyPredictor(random_table(CPU_SPACE), CPU_SPACE)
+    arch = CPU_SPACE.max_arch()
+    assert pred.predict(arch) > 0
+    for stage, slot, keep in [(2, 0, True), (2, 0, False), (0, 1, True), (3, 3, False)]:
+        bad = arch.replace(stage=stage, slot=slot, keep=keep, attn=True)
+        with pytest.raises(ArchError, match="attention is only allowed in the last 2 slots"):
+            pred.predict(bad)
+        with pytest.raises(ArchError):
+            pred.predict_many([bad])
+    assert pred.predict(arch.replace(stage=2, slot=7, keep=False, attn=True)) > 0   # an allowed slot, dropped
+
+
+@pytest.mark.parametrize("space", [DEFAULT_SPACE, CPU_SPACE, TINY_SPACE], ids=lambda s: s.name)
+def test_calibration_networks_span_the_space(space):
+    """What a calibration measures: the published variants the space holds, its smallest and largest
+    networks, and networks between them evenly spread in log predicted latency; chosen without measuring."""
+    pred = LatencyPredictor(random_table(space, seed=5), space)
+    archs = calibration_archs(pred, n=8, seed=0)
+    variants = [space.canonical(v) for v in ("s0", "s1", "s2", "l") if space.fits(v)]
+    assert archs[:len(variants)] == variants
+    assert space.min_arch() in archs and space.max_arch() in archs
+    assert len(archs) == len(variants) + 8 and len({a.to_json() for a in archs}) == len(archs)
+    assert all(space.contains(a) for a in archs)
+    lo, hi = np.log(pred.block_sum_many([space.min_arch(), space.max_arch()]))
+    between = np.sort(np.log(pred.block_sum_many(archs[len(variants) + 2:])))
+    assert len(between) == 6
+    step = (hi - lo) / 7                                           # six points evenly spaced between the ends
+    assert np.all(np.abs(between - (lo + step * np.arange(1, 7))) < step / 2)
+    assert calibration_archs(pred, n=8, seed=0) == archs           # deterministic for a seed
+    assert calibration_archs(pred, n=8, seed=1)[len(variants) + 2:] != archs[len(variants) + 2:]
+    assert calibration_archs(pred, n=2, seed=0) == archs[:len(variants) + 2]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models import EfficientFormerV2
+from nas.space.modules import build_unit
 from nas.space.units import probe_units, space_units
 from nas.space.spaces import TINY_SPACE
 from profilers import LatencyStats, get_profiler
@@ -131,7 +132,7 @@ def test_onnxruntime_measures_real_units(kind):
 
 
 def test_onnx_export_keeps_gelu_as_one_op(tmp_path):
-    m, shape = UNITS["ffn"].build()
+    m, shape = build_unit(UNITS["ffn"])
     g = onnx.load(str(export_onnx(m, shape, tmp_path / "f.onnx")))
     ops = [n.op_type for n in g.graph.node]
     assert ops.count("Gelu") == 2 and "Erf" not in ops

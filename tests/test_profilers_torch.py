@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import profilers.formats.convert
 import profilers.torch as plugin
 from conftest import FAST_PROTOCOL
 from models import EfficientFormerV2
+from nas.space.modules import build_unit
 from nas.space.spaces import TINY_SPACE
 from nas.space.units import space_units
 from profilers import LatencyStats, get_profiler
@@ -65,7 +67,7 @@ def sane(st: LatencyStats):
 
 def _exported(prof: TorchProfiler, kind: str, folder: Path):
     torch.manual_seed(0)
-    module, shape = UNITS[kind].build()
+    module, shape = build_unit(UNITS[kind])
     path = prof.export(module, shape, folder / f"{kind}.pt2")
     return path, shape
 
@@ -278,10 +280,10 @@ def test_measuring_leaves_the_callers_thread_count(monkeypatch):
     mine = torch.get_num_threads()
     try:
         spec = space_units(TINY_SPACE, 64, 10)[0]
-        res = measure_modules(prof, [(spec.key, spec.build)], progress=False)
+        res = measure_modules(prof, [(spec.key, partial(build_unit, spec))], progress=False)
         assert res[spec.key].p50_ms > 0
         assert torch.get_num_threads() == mine
-        module, shape = spec.build()
+        module, shape = build_unit(spec)
         assert prof.profile_module(module, shape).p50_ms > 0                # the one-module path too
         assert torch.get_num_threads() == mine
     finally:

@@ -1,5 +1,8 @@
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,3 +178,16 @@ def test_attention_slots_survive_serialisation():
     assert get_space("efficientformerv2-small") is CPU_SPACE
     with pytest.raises(ValueError, match="attn_slots"):
         SearchSpace("bad", CPU_SPACE.widths, CPU_SPACE.max_depths, attn_slots=-1)
+
+
+def test_the_space_description_imports_without_torch():
+    """``nas.space`` (architectures, spaces, encoding, units and their cost) and ``models.configs`` are plain
+    data: importing them loads no torch, so projects that only price architectures do not pay for it.
+    ``models.EfficientFormerV2`` and ``nas.space.modules.build_unit`` do load it, when first used."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; import nas.space, nas.space.encoding, models.configs, models; "
+            "from models import VARIANTS, BlockConfig, NetConfig; "
+            "assert 'torch' not in sys.modules, 'torch was imported'; "
+            "from models import EfficientFormerV2; assert 'torch' in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr

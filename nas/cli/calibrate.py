@@ -1,6 +1,6 @@
 """Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
 
-    python -m nas.calibrate --target local-cpu            # S0, S1, S2, L + 8 random subnets
+    python -m nas.calibrate --target local-cpu            # S0, S1, S2, L + 8 from the smallest to the largest
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ __all__ = ["main"]
 
 @command
 def main(argv=None) -> int:
-    ap = network_parser("python -m nas.calibrate", __doc__, 8, "random subnets besides S0/S1/S2/L (default 8)",
+    ap = network_parser("python -m nas.calibrate", __doc__, 8, "networks besides S0/S1/S2/L: the space's smallest, its largest and "
+                        "the rest between them by predicted latency (default 8)",
                         0, "runs/calibrate")
     args = ap.parse_args(argv)
     cal = calibrate(args.target, args.runtime, args.n, args.seed, args.threads, args.out_dir,

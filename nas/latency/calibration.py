@@ -98,9 +98,15 @@ class Calibration:
         g = np.asarray(groups, dtype=float)
         if g.ndim == 1:
             return self.apply_one(g)
-        s = g.sum(1)
+        return self.apply_columns(g[:, 0], g[:, 1], g[:, 2], total=g.sum(1), groups=g)
+
+    def apply_columns(self, ffn, attn, other, total=None, groups=None) -> np.ndarray:
+        """:meth:`apply` of many archs given by their group sums as three arrays. ``total`` (their sum,
+        added in ``GROUPS`` order) and ``groups`` (the ``(N, 3)`` array) are used where the caller has them."""
+        s = ffn + attn + other if total is None else total
         c = self.coef
         if self.model == "per_kind":
+            g = np.stack([ffn, attn, other], 1) if groups is None else groups
             y = g @ np.asarray(c[:3]) + c[3]
         elif self.model == "affine":
             y = c[0] * s + c[1]
@@ -110,15 +116,23 @@ class Calibration:
 
     def apply_one(self, groups) -> float:
         """:meth:`apply` for one arch, without numpy overhead (the scalar prediction path)."""
-        f, a, o = (float(x) for x in groups)
-        s, c = f + a + o, self.coef
-        if self.model == "per_kind":
+        f, a, o = groups
+        return self.apply_sums(float(f), float(a), float(o))
+
+    def apply_sums(self, f: float, a: float, o: float) -> float:
+        """:meth:`apply_one` of the group sums given as three floats (ffn, attn, other)."""
+        s, c, model = f + a + o, self.coef, self.model
+        if model == "per_kind":
             y = c[0] * f + c[1] * a + c[2] * o + c[3]
-        elif self.model == "affine":
+        elif model == "affine":
             y = c[0] * s + c[1]
         else:
             y = c[0] * s
-        return min(max(y, self.band[0] * s), self.band[1] * s)
+        lo, hi = self.band
+        lo *= s
+        hi *= s
+        y = lo if lo > y else y                  # = min(max(y, lo), hi), without two calls
+        return hi if hi < y else y
 
     def floor(self, block_sum):
         """The lowest latency this calibration can predict for an arch whose units sum to ``block_sum``."""

@@ -1,11 +1,13 @@
 """Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
 
-The networks (S0/S1/S2/L where the space holds them, and random subnets) are measured with the table's
-own runtime and protocol, interleaved with the probe units and put on the table's scale (resumable:
-measurements are kept in ``runs/calibrate/``). The calibration (:mod:`nas.latency.calibration`:
-non-negative, fitted on relative error, the simplest model that its leave-one-out error supports, clipped
-to the measured range) is written beside the table as ``*.calibration.json``, where
-:meth:`nas.latency.predictor.LatencyPredictor.from_table` picks it up. Command: ``python -m nas.calibrate``.
+The networks (:func:`calibration_archs`: S0/S1/S2/L where the space holds them, the space's smallest and
+largest networks, and networks between them chosen by predicted latency, so that the fit spans the whole
+range the predictor is asked about) are measured with the table's own runtime and protocol, interleaved
+with the probe units and put on the table's scale (resumable: measurements are kept in
+``runs/calibrate/``). The calibration (:mod:`nas.latency.calibration`: non-negative, fitted on relative
+error, the simplest model that its leave-one-out error supports, clipped to the measured range) is written
+beside the table as ``*.calibration.json``, where :meth:`nas.latency.predictor.LatencyPredictor.from_table`
+picks it up. Command: ``python -m nas.calibrate``.
 """
 from __future__ import annotations
 
@@ -19,17 +21,51 @@ from nas.core.values import NONNEGATIVE_INT, POSITIVE_INT, WHOLE
 from nas.latency.calibration import Calibration, CalibrationError, calibration_path
 from nas.latency.networks import measure_archs, table_key, table_profiler
 from nas.latency.predictor import LatencyPredictor, MissingLatencyError
+from nas.space.arch import Arch
 from profilers.tables.table import LatencyTable
 
-__all__ = ["calibrate", "format_report", "VARIANTS"]
+__all__ = ["calibrate", "calibration_archs", "format_report", "VARIANTS"]
 
 VARIANTS = ("s0", "s1", "s2", "l")
+#: the pool of random subnets the networks between the smallest and the largest are chosen from: this many
+#: per share of kept slots (and of attention where allowed) in ``POOL_KEEP``, so that it reaches both ends
+POOL_PER_LEVEL = 4000
+POOL_KEEP = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def calibration_archs(pred: LatencyPredictor, n: int = 8, seed: int = 0) -> list[Arch]:
+    """The networks a calibration measures, spanning the range of ``pred``'s space: the published variants
+    that are points of it (S0, S1, S2, L), then ``n`` more: its smallest and largest networks
+    (``space.min_arch()``, ``space.max_arch()``; always both) and ``n - 2`` between them, at evenly spaced
+    points of the logarithm of the predicted latency (the uncalibrated sum of blocks, since the calibration
+    is fitted on relative error), each the random subnet of a seeded pool closest to its point. No network
+    twice; the same networks for the same predictor table and seed. Measures nothing."""
+    space = pred.space
+    chosen = [space.canonical(v) for v in VARIANTS if space.fits(v)]
+    ends = [space.min_arch(), space.max_arch()]
+    chosen += [a for a in ends if a not in chosen]
+    between = max(n - 2, 0)
+    if not between:
+        return chosen
+    pool = np.concatenate([space.sample_encoded(POOL_PER_LEVEL, seed=seed * len(POOL_KEEP) + i, keep_prob=p,
+                                                attn_prob=p) for i, p in enumerate(POOL_KEEP)])
+    taken = {row.tobytes() for row in space.encode(chosen)}
+    log_lat = np.log(pred.block_sum_many(pool))
+    lo, hi = np.log(pred.block_sum_many(ends))
+    for target in np.linspace(lo, hi, between + 2)[1:-1]:
+        for i in np.argsort(np.abs(log_lat - target), kind="stable"):
+            if pool[i].tobytes() not in taken:
+                taken.add(pool[i].tobytes())
+                chosen.append(space.decode(pool[i:i + 1])[0])
+                break
+    return chosen
 
 
 def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: int = 0,
               threads: int | None = None, out_dir: str | Path = "runs/calibrate", root=None,
               progress: bool = True, allow_foreign: bool | None = None, verify: str = "probe") -> Calibration:
-    """Measure S0/S1/S2/L (those in the table's space) and ``n_random`` random subnets, fit, store.
+    """Measure the networks of :func:`calibration_archs` (S0/S1/S2/L where the table's space holds them, and
+    ``n_random`` networks from its smallest to its largest), fit, store.
 
     The table must be one this machine can measure networks for (not a reference device's, which ships
     as it is) and describe this host (``verify``: ``"probe"``, the probe re-measured too, or
@@ -47,13 +83,10 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     path = table.path
     claim_output(calibration_path(path))
     claim_output(out_dir, folder=True)
-    space = pred.space
-    archs = [space.canonical(v) for v in VARIANTS if space.fits(v)]
-    archs += [space.sample(seed * 100_003 + i) for i in range(n_random)]
+    archs = calibration_archs(pred, n_random, seed)
     if len(archs) < 3:
-        k = len(archs) - n_random
-        raise CalibrationError(f"a calibration needs at least 3 networks: the space {space.name!r} holds {k} "
-                               f"published variant(s), so ask for at least {3 - k} random subnets (--n)")
+        raise CalibrationError(f"a calibration needs at least 3 networks: the space {pred.space.name!r} holds "
+                               f"{len(archs)} published variant(s) and ends together; ask for more networks (--n)")
     missing = pred.missing_keys(archs)
     if missing:
         raise MissingLatencyError(missing, pred.fill_hint())

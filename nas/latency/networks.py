@@ -21,6 +21,7 @@ import pandas as pd
 from models import EfficientFormerV2
 from nas.core.journal import Journal, JournalError
 from nas.space.arch import Arch
+from nas.space.modules import unit_builders
 from nas.space.units import probe_units
 from profilers.runtimes import get_profiler
 from profilers.tables.table import LatencyTable
@@ -104,8 +105,8 @@ def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str
                             (1, 3, img_size, img_size))
 
         with journal:
-            for batch in measure_batches(profiler, [(a.to_json(), build(a)) for a in todo], probe_units(),
-                                         probe_reference, batch_size=batch_size, progress=progress, desc=desc,
+            for batch in measure_batches(profiler, [(a.to_json(), build(a)) for a in todo],
+                                         unit_builders(probe_units()), probe_reference, batch_size=batch_size, progress=progress, desc=desc,
                                          correct_drift=correct_drift):
                 for key, st in batch.stats.items():
                     journal.append([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,

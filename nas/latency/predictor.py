@@ -15,6 +15,7 @@ prices it with a per-kind linear model over the unit's features, fitted on the t
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -73,6 +74,223 @@ class _Fallback:
         if spec.kind not in self.coef:
             raise MissingLatencyError([spec.key], f"the table has no '{spec.kind}' unit at all to regress on")
         return float(max(np.dot(_features(spec), self.coef[spec.kind]), 0.0))
+
+
+class _Outside(ValueError):
+    """Raised by the scalar path for an architecture outside the space (which is then validated)."""
+
+
+_U64 = np.uint64
+_BYTE_SUM = _U64(0x0101010101010101)       # x * _BYTE_SUM >> 56: the sum of x's eight bytes (if it is < 256)
+
+
+class _EncodedLookup:
+    """The encoded path's lookup: per stage, one table read per row.
+
+    A stage's FFN latency depends only on its width and on how many kept blocks use each ratio, and its
+    attention latency on its width and how many kept blocks carry attention. The tables hold those sums
+    for every width and count, computed with exactly the numpy operations of
+    :meth:`LatencyPredictor._group_sums_generic`, so every result is the same floating-point number; a
+    stage that keeps too few blocks reads NaN (refused afterwards, with the row named).
+
+    The counts come from the ``int8`` rows eight slots at a time: eight bytes of a row's ``keep``
+    (``ratio``, ``attn``) columns read as one ``uint64`` are eight slots' codes, and multiplying by
+    0x0101010101010101 adds a word's bytes into its top byte. Per slot, one byte holds
+    ``[kept and ratio 1] + 16 [kept and ratio 2]`` and another ``kept + 16 [kept and attention]``, so a
+    stage's byte sums are (ratio-1 count + 16 ratio-2 count) and (kept + 16 attention count): exact while
+    a stage has at most 15 slots and a space at most 3 ratios (:meth:`build` returns None otherwise, and
+    the generic path serves). Rows go in chunks that stay in cache.
+    """
+    CHUNK = 8192
+    MAX_WIDTH_COMBINATIONS = 1 << 20        # the stem/head/downsample table has one entry per combination
+
+    @classmethod
+    def build(cls, pred: "LatencyPredictor") -> "_EncodedLookup | None":
+        sp = pred.space
+        if (len(sp.ratios) > 3 or not all(1 <= d <= 15 for d in sp.max_depths)
+                or math.prod(map(len, sp.widths)) > cls.MAX_WIDTH_COMBINATIONS):
+            return None
+        return cls(pred)
+
+    def __init__(self, pred: "LatencyPredictor"):
+        sp = self.space = pred.space
+        cols = columns(sp)
+        self.width, S, k0, nr = cols.width, sp.num_slots, cols.keep.start, len(sp.ratios)
+        self.slots = S
+        self.bounds = np.tile(sp.code_bounds().astype(np.uint8), self.CHUNK)
+        self.stages = []
+        c = 0
+        for s, d in enumerate(sp.max_depths):
+            # the words that cover the stage's slots (read from the keep block; +S, +2S: ratio, attn), each
+            # with the mask of its bytes that belong to the stage; no word reaches past the end of a row
+            first = min(c, S - 8)
+            words = [(k0 + first, _U64(((1 << 8 * min(d, 8)) - 1) << 8 * (c - first)))]
+            if d > 8:
+                words.append((k0 + c + d - 8, _U64(((1 << 8 * (d - 8)) - 1) << 8 * (16 - d))))
+            # FFN table: index (w * (d + 1) + kept) * span + n1 + 16 n2 (n1, n2: kept blocks of ratio 1, 2)
+            span = 17 * d + 1
+            n_w = len(sp.widths[s])
+            counts = np.array([c_ for c_ in np.ndindex(*(d + 1,) * nr) if sum(c_) <= d], dtype=np.int64)
+            n1 = counts[:, 1] if nr > 1 else 0
+            n2 = counts[:, 2] if nr > 2 else 0
+            ffn = np.full(n_w * (d + 1) * span, np.nan)
+            for w in range(n_w):
+                rows = np.repeat(pred._ffn[s][w:w + 1], len(counts), axis=0)
+                vals = np.where(counts > 0, rows * counts, 0.0).sum(1)
+                kept = counts.sum(1)
+                ok = kept >= sp.min_depths[s]
+                ffn[((w * (d + 1) + kept) * span + n1 + 16 * n2)[ok]] = vals[ok]
+            attn = None
+            if pred._attn[s] is not None:                  # attention table: index w * (d + 1) + count
+                n = np.arange(d + 1, dtype=np.int64)[None, :]
+                attn = np.where(n > 0, n * pred._attn[s][:, None], 0.0).ravel()
+            self.stages.append((words, _U64(8 * s), _U64((d + 1) * span), _U64(span), ffn, _U64(d + 1), attn))
+            c += d
+        # stem, head and downsamples: one table over the four widths, added as the generic path adds them
+        n = [len(w) for w in sp.widths]
+        i0, i1, i2, i3 = (x.ravel() for x in np.indices(n))
+        other = pred._stem[i0] + pred._head[i3]
+        for s, (a, b) in enumerate(((i0, i1), (i1, i2), (i2, i3)), start=1):
+            other += pred._down[s][a, b]
+        self.other = other
+        self.other_index = (_U64(n[1] * n[2] * n[3]), _U64(n[2] * n[3]), _U64(n[3]))
+
+    def sums(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ffn, attn, other, total) of ``int8`` (or ``uint8``) rows: see the class."""
+        codes = np.ascontiguousarray(codes)
+        N, W, S = len(codes), self.width, self.slots
+        buf = codes.view(np.uint8).reshape(-1)
+        f_all, a_all, o_all, total = np.empty(N), np.zeros(N), np.empty(N), np.empty(N)
+        byte, sh4, sh8, sh16, sh24, top = _U64(0xFF), _U64(4), _U64(8), _U64(16), _U64(24), _U64(56)
+        nib, one = _U64(15), _U64(1)
+        for r0 in range(0, N, self.CHUNK):
+            n = min(self.CHUNK, N - r0)
+            # a code is out of range iff its byte (negative codes read as 128-255) reaches the column's bound
+            if np.greater_equal(buf[r0 * W:(r0 + n) * W], self.bounds[:n * W]).any():
+                self.space.check_codes(codes, depths=False)     # ArchError naming the first bad row
+                raise AssertionError("check_codes accepted a code out of range")
+
+            def word(col):                                  # the uint64 at byte ``col`` of each row
+                return np.ndarray((n,), "<u8", buffer=buf, offset=r0 * W + col, strides=(W,))
+
+            widths = np.ndarray((n,), "<u4", buffer=buf, offset=r0 * W, strides=(W,)).astype(_U64)
+            f = a = None
+            for words, shift, w_step, kept_step, ffn, a_step, attn in self.stages:
+                by_ratio = by_keep = None
+                for col, mask in words:
+                    kept = word(col) & mask                 # 1 per kept slot
+                    ratio = word(col + S)
+                    r = ratio & kept                        # kept and ratio code 1
+                    r2 = ratio >> one
+                    r2 &= kept                              # kept and ratio code 2
+                    r2 <<= sh4
+                    r += r2
+                    k = word(col + 2 * S) & kept            # kept and attention
+                    k <<= sh4
+                    k += kept
+                    if by_ratio is None:
+                        by_ratio, by_keep = r, k
+                    else:
+                        by_ratio += r
+                        by_keep += k
+                by_ratio *= _BYTE_SUM
+                by_ratio >>= top                            # n1 + 16 n2
+                by_keep *= _BYTE_SUM
+                by_keep >>= top                             # kept + 16 attention
+                w = widths >> shift if shift else widths.copy()
+                w &= byte
+                index = w * w_step
+                index += by_ratio
+                by_ratio = by_keep & nib
+                by_ratio *= kept_step
+                index += by_ratio
+                lat = ffn.take(index.view(np.int64))
+                f = lat if f is None else f + lat
+                if attn is not None:
+                    w *= a_step
+                    by_keep >>= sh4
+                    w += by_keep
+                    lat = attn.take(w.view(np.int64))
+                    a = lat if a is None else a + lat
+            m0, m1, m2 = self.other_index
+            index = widths & byte
+            index *= m0
+            for shift, m in ((sh8, m1), (sh16, m2)):
+                w = widths >> shift
+                w &= byte
+                w *= m
+                index += w
+            index += widths >> sh24
+            o = self.other.take(index.view(np.int64))
+            f_all[r0:r0 + n] = f
+            if a is not None:
+                a_all[r0:r0 + n] = a
+                f += a
+            o_all[r0:r0 + n] = o
+            f += o
+            total[r0:r0 + n] = f                            # = the three, added in order
+        return f_all, a_all, o_all, total
+
+
+def _scalar_pricer(space: SearchSpace, stem, head, down, attn, ffn):
+    """The scalar path for one space and table: ``price(arch) -> (ffn, attn, other)``, the sums of unit
+    latencies in ms added in network order, in plain Python (no numpy: one architecture at a time).
+
+    Per stage, a dict by width gives Python floats: its index, its FFN latency by ratio, its attention
+    latency, and the stem's latency (first stage), the latencies of the downsample into it by the previous
+    width's index (later stages) and the head's (last stage). The stage loop is unrolled, since looping
+    over four stages costs a quarter of a prediction: the function is compiled from the text below, whose
+    only variable parts are stage numbers and which of a stage's two slot loops it needs (slots where
+    attention is not allowed, then slots where it is: a space allows it in a stage's last slots); every
+    number stays in its namespace. An architecture outside the space raises ``KeyError``, ``TypeError``
+    or ``ValueError`` (the caller then names the problems).
+    """
+    last = NUM_STAGES - 1
+    names = {"Outside": _Outside}
+    lines = ["def price(arch):",
+             "    widths, blocks = arch.widths, arch.blocks",
+             f"    if len(widths) != {NUM_STAGES} or len(blocks) != {NUM_STAGES}:",
+             "        raise Outside",
+             "    f = a = 0.0"]
+    for s, d in enumerate(space.max_depths):
+        cut = next((j for j in range(d) if space.may_attend(s, j)), d)
+        by_width = {}
+        for i, w in enumerate(space.widths[s]):
+            entry = [i, dict(zip(space.ratios, ffn[s][i].tolist())),
+                     float(attn[s][i]) if attn[s] is not None and cut < d else None,
+                     float(stem[i]) if s == 0 else down[s][:, i].tolist()]
+            by_width[w] = tuple(entry + [float(head[i])] if s == last else entry)
+        names.update({f"by_width{s}": by_width, f"depth{s}": d, f"cut{s}": cut, f"least{s}": space.min_depths[s]})
+        extra = ("stem" if s == 0 else f"down{s}") + (", head" if s == last else "")
+        lines += [f"    i{s}, ffn, attn, {extra} = by_width{s}[widths[{s}]]",
+                  f"    stage = blocks[{s}]",
+                  "    kept = len(stage)",
+                  f"    if kept != depth{s}:",
+                  "        raise Outside"]
+        if cut:                                              # slots that may not carry attention
+            lines += [f"    for b in {'stage' if cut == d else f'stage[:cut{s}]'}:",
+                      "        if b.attn:",
+                      "            raise Outside",
+                      "        if b.keep:",
+                      "            f += ffn[b.ratio]",
+                      "        else:",
+                      "            ffn[b.ratio]",            # every slot's ratio must be a choice, kept or not
+                      "            kept -= 1"]
+        if cut < d:                                          # slots that may
+            lines += [f"    for b in {'stage' if cut == 0 else f'stage[cut{s}:]'}:",
+                      "        if b.keep:",
+                      "            f += ffn[b.ratio]",
+                      "            if b.attn:",
+                      "                a += attn",
+                      "        else:",
+                      "            ffn[b.ratio]",
+                      "            kept -= 1"]
+        lines += [f"    if kept < least{s}:",
+                  "        raise Outside"]
+    other = " + ".join(["stem", "head"] + [f"down{s}[i{s - 1}]" for s in range(1, NUM_STAGES)])
+    lines += [f"    return f, a, {other}"]             # stem, head, then the downsamples: as the encoded path
+    exec(compile("\n".join(lines), "<nas.latency.predictor: scalar path>", "exec"), names)
+    return names["price"]
 
 
 def _as_arch(x) -> Arch:
@@ -192,81 +410,94 @@ class LatencyPredictor:
                       for s in range(NUM_STAGES)]
         self._ffn = [np.array([[val(("ffn", s, i, ir)) for ir in range(len(ratios))] for i in range(len(W[s]))])
                      for s in range(NUM_STAGES)]
-        # list and dict views for the scalar path (Python lists index faster than numpy scalars)
-        self._lists = (self._stem.tolist(), self._head.tolist(),
-                       [None] + [d.tolist() for d in self._down[1:]],
-                       [a.tolist() if a is not None else None for a in self._attn], [f.tolist() for f in self._ffn])
-        self._widx = [{w: i for i, w in enumerate(ws)} for ws in W]
-        self._ridx = {r: i for i, r in enumerate(ratios)}
+        self._price = _scalar_pricer(sp, self._stem, self._head, self._down, self._attn, self._ffn)
+        self._encoded = None                                  # the encoded path's lookup, made on first use
 
     # -- prediction -----------------------------------------------------------------------------
+    def _sums(self, arch: Arch) -> tuple[float, float, float, int]:
+        """(sums of unit latencies in ms of the ``GROUPS``: ffn, attn, other; number of units) of one
+        architecture, added in network order (:func:`_scalar_pricer`)."""
+        try:
+            f, a, o = self._price(arch)
+        except (KeyError, IndexError, TypeError, ValueError):
+            self.space.validate(arch)                        # names every problem
+            raise
+        if f != f or a != a or o != o:                       # NaN: some unit is missing
+            self._raise_missing([arch])
+        kept = [b for stage in arch.blocks for b in stage if b.keep]
+        return f, a, o, 2 + NUM_STAGES - 1 + len(kept) + sum(1 for b in kept if b.attn)
+
     def group_sums(self, arch) -> tuple[np.ndarray, int]:
         """(per-group sums of unit latencies in ms, ``GROUPS`` order: ffn, attn, other; number of units).
         An architecture outside the space is an :class:`nas.space.ArchError`, never priced."""
-        arch = _as_arch(arch)
-        sp, (stem, head, down, attn_l, ffn_l) = self.space, self._lists
-        try:
-            if len(arch.blocks) != NUM_STAGES or len(arch.widths) != NUM_STAGES:
-                raise ValueError
-            wi = [self._widx[s][w] for s, w in enumerate(arch.widths)]
-            ri = self._ridx
-            other = stem[wi[0]] + head[wi[3]]
-            units = 2
-            for s in range(1, NUM_STAGES):
-                other += down[s][wi[s - 1]][wi[s]]
-                units += 1
-            f_sum = a_sum = 0.0
-            for s, stage in enumerate(arch.blocks):
-                if len(stage) != sp.max_depths[s]:
-                    raise ValueError
-                ffn, attn, w, kept = ffn_l[s], attn_l[s], wi[s], 0
-                for b in stage:
-                    r = ri[b.ratio]                  # every slot's ratio must be a choice, kept or not
-                    if b.attn:
-                        if attn is None:
-                            raise ValueError
-                        if b.keep:
-                            a_sum += attn[w]
-                            units += 1
-                    if b.keep:
-                        f_sum += ffn[w][r]
-                        kept += 1
-                units += kept
-                if kept < sp.min_depths[s]:
-                    raise ValueError
-        except (KeyError, IndexError, TypeError, ValueError):
-            sp.validate(arch)                        # names every problem
-            raise
-        if f_sum != f_sum or a_sum != a_sum or other != other:      # NaN: some unit is missing
-            self._raise_missing([arch])
-        return np.array([f_sum, a_sum, other]), units
+        f, a, o, units = self._sums(_as_arch(arch))
+        return np.array([f, a, o]), units
 
     def block_sum(self, arch) -> tuple[float, int]:
         """(sum of unit latencies in ms, number of units) of one architecture."""
-        g, units = self.group_sums(arch)
-        return float(g.sum()), units
+        f, a, o, units = self._sums(_as_arch(arch))
+        return f + a + o, units
 
     def predict(self, arch) -> float:
         """Predicted latency in ms of one architecture (an :class:`Arch`, its dict, or JSON text)."""
-        g, _ = self.group_sums(arch)
-        return self.calibration.apply_one(g) if self.calibration else float(g.sum())
+        if arch.__class__ is not Arch:
+            arch = _as_arch(arch)
+        try:
+            f, a, o = self._price(arch)
+        except (KeyError, IndexError, TypeError, ValueError):
+            self.space.validate(arch)                        # names every problem
+            raise
+        s = f + a + o
+        if s != s:                                           # NaN: some unit is missing
+            self._raise_missing([arch])
+        calibration = self.calibration
+        return calibration.apply_sums(f, a, o) if calibration else s
 
     def predict_many(self, archs) -> np.ndarray:
         """Vectorised :meth:`predict`: a list of archs, or an integer matrix from ``space.encode`` /
-        ``space.sample_encoded`` (the fast path: millions of rows per second)."""
+        ``space.sample_encoded`` (the fast path: one table read per stage and row, see
+        :class:`_EncodedLookup`). Equal to :meth:`predict` within rounding (the units are added in another
+        order)."""
+        f, a, o, s = self._totals(archs)
+        return self.calibration.apply_columns(f, a, o, total=s) if self.calibration else s
+
+    def block_sum_many(self, archs) -> np.ndarray:
+        """Vectorised :meth:`block_sum`: the sums of unit latencies in ms (uncalibrated) of a list of archs
+        or an encoded matrix."""
+        return self._totals(archs)[3]
+
+    def _totals(self, archs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if isinstance(archs, np.ndarray):
             codes = archs
         else:
             archs = [_as_arch(a) for a in archs]
             codes = self.space.encode(archs)
-        g, _ = self._group_sums_encoded(codes)
-        s = g.sum(1)
-        if np.isnan(s).any():
+        f, a, o, s = self._sums_encoded(codes)
+        if np.isnan(s).any():                                # too few blocks kept, or a unit is missing
+            self.space.check_codes(codes)                    # the first: ArchError naming the row
             bad = np.flatnonzero(np.isnan(s))
             self._raise_missing(self.space.decode(codes[bad[:50]]))
-        return self.calibration.apply(g) if self.calibration else s
+        return f, a, o, s
 
-    def _group_sums_encoded(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _sums_encoded(self, codes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-group sums (ffn, attn, other) of encoded rows and their total (added in that order); an
+        :class:`ArchError` naming the first row with a code out of range; NaN where a row keeps too few
+        blocks or a unit is missing."""
+        codes = np.asarray(codes)
+        if self._encoded is None:
+            self._encoded = _EncodedLookup.build(self) or False
+        if (codes.ndim != 2 or codes.shape[1] != self.space.encoding_width or codes.dtype.kind not in "iu"
+                or self._encoded is False):                  # the generic path (and its errors)
+            groups, _ = self._group_sums_generic(codes)
+            return groups[:, 0], groups[:, 1], groups[:, 2], groups.sum(1)
+        if codes.dtype.itemsize != 1:                        # other integers: checked, then int8
+            self.space.check_codes(codes, depths=False)
+            codes = codes.astype(np.int8)
+        return self._encoded.sums(codes)
+
+    def _group_sums_generic(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The encoded path for any space: counts per stage with numpy. ``(groups, units)``; NaN where a
+        unit is missing; an :class:`ArchError` for a row outside the space."""
         self.space.check_codes(codes, depths=False)          # depths are checked below, from the counts
         few = np.zeros(len(codes), dtype=bool)
         cols = columns(self.space)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as replace_fields
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from models.efficientformer_v2 import BlockConfig, NetConfig
+from models.configs import BlockConfig, NetConfig
 from nas.core.errors import UserError
 from nas.core.files import read_json
 
@@ -41,8 +41,9 @@ def json_number(x: float):
     return int(x) if float(x).is_integer() else float(x)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlockChoice:
+    """One block slot's choice. Slotted: a predictor reads millions of these one at a time."""
     keep: bool = True
     ratio: float = 4
     attn: bool = False
@@ -139,7 +140,7 @@ class Arch:
         blocks = [list(s) for s in self.blocks]
         if stage is not None:
             old = blocks[stage][slot]
-            blocks[stage][slot] = BlockChoice(**{**old.__dict__, **block_kw})
+            blocks[stage][slot] = replace_fields(old, **block_kw)
         return Arch(tuple(widths or self.widths), tuple(tuple(s) for s in blocks))
 
     def summary(self) -> str:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.efficientformer_v2 import ATTN_STAGES, VARIANTS, BlockConfig
+from models.configs import ATTN_STAGES, VARIANTS, BlockConfig
 from nas.core.errors import UserError
 from nas.core.files import parsing, read_json
 from nas.space import encoding

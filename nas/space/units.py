@@ -3,9 +3,10 @@
 Every network of the space is a sequence of units -- ``stem``, ``downsample`` (plain or dual-path
 attention), ``attn`` (an Attention4D mixer with its residual and layer scale), ``ffn`` (a unified FFN
 with its residual and layer scale) and ``head`` -- so a table holding every unit of a space prices every
-architecture of it. Each :class:`BlockSpec` has a stable string key (the table's primary key), an
-analytic parameter and MAC count, and :meth:`BlockSpec.build` returns it as an ``nn.Module`` with its
-input shape, built from the same modules as :class:`models.EfficientFormerV2`.
+architecture of it. Each :class:`BlockSpec` has a stable string key (the table's primary key) and an
+analytic parameter and MAC count. This module is plain data (no torch): the unit as an ``nn.Module``,
+built from the same modules as :class:`models.EfficientFormerV2`, is
+:func:`nas.space.modules.build_unit`.
 """
 from __future__ import annotations
 
@@ -13,12 +14,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Iterable
 
-import torch.nn as nn
-
-from models.efficientformer_v2 import (ATTN_DOWNSAMPLE_STAGE, ATTN_HEADS, ATTN_KEY_DIM, ATTN_RATIO,
-                                       DOWN_HEADS, DOWN_KEY_DIM, DOWN_RATIO, STRIDE_ATTN_STAGE,
-                                       Attention2d, BlockConfig, ConvMlp, Downsample, LayerScale2d, Stem,
-                                       check_img_size, stage_resolutions)
+from models.configs import (ATTN_DOWNSAMPLE_STAGE, ATTN_HEADS, ATTN_KEY_DIM, ATTN_RATIO, DOWN_HEADS, DOWN_KEY_DIM,
+                            DOWN_RATIO, STRIDE_ATTN_STAGE, BlockConfig, check_img_size, stage_resolutions)
 
 from nas.space.arch import NUM_STAGES, Arch
 from nas.space.spaces import SearchSpace
@@ -71,24 +68,6 @@ class BlockSpec:
     def input_shape(self) -> tuple[int, int, int, int]:
         return (1, self.cin, self.res, self.res)
 
-    # -- builder --------------------------------------------------------------------------------
-    def build(self) -> tuple[nn.Module, tuple[int, int, int, int]]:
-        """The unit as an eval-mode ``nn.Module`` and its input shape (batch 1)."""
-        k = self.kind
-        if k == "stem":
-            m = Stem(self.cin, self.cout)
-        elif k == "downsample":
-            m = Downsample(self.cin, self.cout, self.res, use_attn=self.attn)
-        elif k == "ffn":
-            m = FFNUnit(self.cin, self.hidden)
-        elif k == "attn":
-            m = AttnUnit(self.cin, self.res, self.stride if self.stride > 1 else None)
-        elif k == "head":
-            m = HeadUnit(self.cin, self.classes)
-        else:
-            raise ValueError(f"unknown unit kind {k!r}")
-        return m.eval(), self.input_shape
-
     # -- analytic cost --------------------------------------------------------------------------
     @property
     def params(self) -> int:
@@ -97,44 +76,6 @@ class BlockSpec:
     @property
     def macs(self) -> int:
         return _macs(self)
-
-
-class FFNUnit(nn.Module):
-    """``x + ls2(mlp(x))``: the FFN half of a block."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.mlp = ConvMlp(dim, hidden)
-        self.ls2 = LayerScale2d(dim)
-
-    def forward(self, x):
-        return x + self.ls2(self.mlp(x))
-
-
-class AttnUnit(nn.Module):
-    """``x + ls1(attention(x))``: the attention half of an attention block."""
-
-    def __init__(self, dim: int, res: int, stride: int | None):
-        super().__init__()
-        self.token_mixer = Attention2d(dim, res, stride)
-        self.ls1 = LayerScale2d(dim)
-
-    def forward(self, x):
-        return x + self.ls1(self.token_mixer(x))
-
-
-class HeadUnit(nn.Module):
-    """Final BN, global pool and the two averaged classifiers."""
-
-    def __init__(self, dim: int, classes: int, distillation: bool = True):
-        super().__init__()
-        self.norm = nn.BatchNorm2d(dim)
-        self.head = nn.Linear(dim, classes)
-        self.head_dist = nn.Linear(dim, classes) if distillation else None
-
-    def forward(self, x):
-        x = self.norm(x).mean(dim=(2, 3))
-        return self.head(x) if self.head_dist is None else (self.head(x) + self.head_dist(x)) / 2
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from nas.core.version import TOOL, __version__
+from nas.space.modules import build_unit, unit_builders
 from nas.space.units import probe_units
 
 from profilers.devices import Device, get_device
@@ -169,14 +170,14 @@ class Profiler(abc.ABC):
     def profile_spec(self, spec) -> LatencyStats:
         """Build a :class:`nas.space.units.BlockSpec` (seeded weights) and profile it."""
         torch.manual_seed(0)
-        module, shape = spec.build()
+        module, shape = build_unit(spec)
         return self.profile_module(module, shape, name=spec.key)
 
     def measure_probe(self, progress: bool = False) -> Mapping[str, LatencyStats]:
         """The probe units (:func:`nas.space.units.probe_units`) measured now, on their own: ``{key: stats}``
         (what a table's probe reference is compared with)."""
         self.check_ready()
-        return measure_modules(self, [(s.key, s.build) for s in probe_units()], progress=progress, desc="probe")
+        return measure_modules(self, unit_builders(probe_units()), progress=progress, desc="probe")
 
     def software(self) -> dict:
         """Versions beside the runtime's recorded with a table (:func:`software_info`)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from nas.core.files import exclusive
+from nas.space.modules import unit_builders
 
 from profilers.tables.meta import TABLE_FIELDS, ProbeRecord, TableError, TableMeta, now_iso
 from profilers.tables.table import TableWriter, check_host, existing_keys, scale_rows
@@ -106,8 +107,7 @@ def _check_appendable(profiler: Profiler, out: Path, old: TableMeta, new: TableM
     if diffs:
         raise TableError(f"{out} was measured with other settings ({'; '.join(diffs)}); write to another table "
                          f"with --out, or remove it to start over")
-    measure = (lambda: measure_modules(profiler, [(s.key, s.build) for s in probe_specs], progress=False)) \
-        if probe_specs else False
+    measure = (lambda: measure_modules(profiler, unit_builders(probe_specs), progress=False)) if probe_specs else False
     check = check_host(out, old, probe=measure, tolerance=tolerance, runtime_version=new.runtime_version)
     if not check.ok:
         raise TableError(f"{out} was measured on another machine, or one much busier than now ({check.describe()}); "
@@ -137,7 +137,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
     n_done, factors, readings, sweeps = 0, [], [], []
     try:
         with TableWriter(out) as w:
-            for batch in measure_batches(profiler, [(s.key, s.build) for s in todo], probe_specs, reference,
+            for batch in measure_batches(profiler, unit_builders(todo), unit_builders(probe_specs or []) or None, reference,
                                          progress=progress, desc=f"{profiler.device.name}/{profiler.name}",
                                          batch_size=batch_size, correct_drift=correct_drift):
                 for key, stats in batch.stats.items():

@@ -87,7 +87,7 @@ class BatchResult:
     sweeps: tuple[float, ...] = ()
 
 
-def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe_specs: Sequence | None = None,
+def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Sequence[tuple[str, Builder]] | None = None,
                     reference: Mapping[str, float] | None = None, *, batch_size: int = DEFAULT_BATCH,
                     progress: bool = True, desc: str = "measuring",
                     correct_drift: bool = False) -> Iterator[BatchResult]:
@@ -96,8 +96,8 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe_specs:
 
     ``builder()`` returns ``(module, input_shape)`` and is called only when its batch comes up (whole
     networks are not all held in memory). The work runs on the profiler's cores (``profiler.cpus``, the
-    device entry's by default). With ``probe_specs`` (objects with a ``key`` and a ``build()``, e.g.
-    ``nas.space.units.probe_units()``), the probe is timed alone before the first batch and after every
+    device entry's by default). With ``probe`` (``(key, builder)`` of the probe units, e.g.
+    ``nas.space.modules.unit_builders(nas.space.units.probe_units())``), the probe is timed alone before the first batch and after every
     batch, against ``reference`` (its medians; without one, the first reading becomes it); a batch during
     which the host was steadily off the reference (:func:`drift_factor`) is divided by that factor when
     ``correct_drift`` is set, and the factor is only reported otherwise.
@@ -120,7 +120,7 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe_specs:
             profiler.export(module.eval(), shape, path)
             return path, shape
 
-        probe_paths = {f"probe:{s.key}": export(f"probe_{s.key}", s.build) for s in (probe_specs or [])}
+        probe_paths = {f"probe:{key}": export(f"probe_{key}", build) for key, build in (probe or [])}
         reference = dict(reference) if reference else None
 
         def probe_reading() -> float:              # the probe alone, always in the same company

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from nas.core.cli import ArgumentParser, add_common_args, positive_int
 from nas.core.files import atomic_write_text, claim_output, exclusive, parsing, read_json, read_text
+from nas.space.modules import build_unit
 from nas.space.spaces import get_space
 from nas.space.units import BlockSpec, space_units
 
@@ -83,7 +84,7 @@ def _write_bundle(profiler: Profiler, specs, bundle: Path, *, space_name: str, i
         "created": manifest.get("created", now_iso()), "updated": now_iso()})
     for spec in tqdm(todo, desc=f"{profiler.device.name}/coreml bundle", unit="unit", disable=not progress):
         torch.manual_seed(0)
-        module, shape = spec.build()
+        module, shape = build_unit(spec)
         rel = f"packages/{spec.key}.mlpackage"
         profiler.export(module, shape, bundle / rel)
         units[spec.key] = {"key": spec.key, "package": rel, "input_shape": list(shape), "spec": spec.to_dict()}
