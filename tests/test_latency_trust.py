@@ -24,7 +24,7 @@ from profilers.timing.host import differences, fingerprint, host_id, pinned
 from profilers.timing.probe import ProbeCheck, probe_ratio
 from profilers.timing.protocol import LatencyStats, Protocol
 from conftest import meta_json as read_meta, write_meta_json as write_meta
-from profilers.tables.table import TABLES_DIR, host_tables_dir, meta_path, table_path
+from profilers.tables.table import TABLES_DIR, device_tables_dir, host_tables_dir, meta_path, table_path
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(warmup=2, warmup_s=0.005, rounds=3, round_s=0.01, min_runs=5, max_runs=40, retries=0)
@@ -138,7 +138,8 @@ def test_local_device_tables_live_in_this_hosts_cache(tmp_path, monkeypatch):
     assert host_tables_dir() == tmp_path / "cache" / "tables" / host_id()
     assert table_path("local-cpu", "onnxruntime") == host_tables_dir() / "local-cpu.onnxruntime.csv"
     assert table_path("ref-epyc", "onnxruntime") == TABLES_DIR / "ref-epyc.onnxruntime.csv"
-    assert table_path("pixel6", "tflite").parent == TABLES_DIR
+    assert table_path("pixel6", "tflite").parent == device_tables_dir() == tmp_path / "cache" / "tables" / "devices"
+    assert str(device_tables_dir()) not in str(TABLES_DIR)           # a phone measured here: never the package
     with pytest.raises(Exception, match="python -m profilers.onnxruntime --device local-cpu"):
         resolve_table("local-cpu")
     monkeypatch.delenv("EFFV2_CACHE")

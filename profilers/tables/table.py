@@ -6,8 +6,10 @@ threads,measured_at``) with a ``.meta.json`` sidecar (:class:`~profilers.tables.
 
 - **Where a device's table lives** (:func:`locate`): a device with a ``local`` connection (``local-cpu``, a
   GPU machine) is the machine the code runs on, so its tables live in this host's folder of the user
-  cache (:func:`host_tables_dir`); other devices' tables (a phone's, a reference machine's) ship in
-  ``latency_tables/``, which every command leaves as it is; ``$EFFV2_TABLES`` overrides both.
+  cache (:func:`host_tables_dir`); the tables a user measures of other devices (a phone, an iPhone, a hosted
+  device) in the user cache's device folder (:func:`device_tables_dir`); the reference machine's (and any
+  device's table the package ships) in ``latency_tables/``, which every command leaves as it is;
+  ``$EFFV2_TABLES`` overrides them all.
 - **Reading** (:meth:`LatencyTable.read`): columns, numbers, finite positive medians, the metadata's
   types; one-line :class:`TableError` naming the file and the line.
 - **Whether it describes this host** (:meth:`LatencyTable.check_host`, :meth:`LatencyTable.verify_host`):
@@ -45,7 +47,7 @@ from profilers.timing.probe import DEFAULT_TOLERANCE, ProbeCheck, check_probe
 
 __all__ = ["LatencyTable", "TableError", "TableWriter", "HostCheck", "ForeignTableError", "ForeignTableWarning",
            "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "ALLOW_ENV", "TRY_WITHOUT_A_DEVICE",
-           "locate", "table_path", "tables_dir", "user_cache_dir", "host_tables_dir", "read_rows", "read_table",
+           "locate", "table_path", "tables_dir", "user_cache_dir", "host_tables_dir", "device_tables_dir", "read_rows", "read_table",
            "format_row", "check_stats", "existing_keys", "merge_tables", "scale_rows", "meta_path", "now_iso",
            "missing_keys", "coverage_report"]
 
@@ -94,19 +96,39 @@ def host_tables_dir() -> Path:
     return user_cache_dir() / "tables" / host_id()
 
 
+def device_tables_dir() -> Path:
+    """The tables this user measures of devices that are not this machine (a phone, an iPhone, a hosted
+    device): ``{user_cache_dir()}/tables/devices`` (they describe the device, not the host that wrote them)."""
+    return user_cache_dir() / "tables" / "devices"
+
+
 def tables_dir(device: str | Device | None = None) -> Path:
-    """The folder that holds ``device``'s tables: ``$EFFV2_TABLES`` when set; this host's cache folder for a
-    device with a ``local`` connection (its table must be measured here); else the shipped
-    ``latency_tables/``."""
+    """The folder a ``device``'s table is written to: ``$EFFV2_TABLES`` when set; this host's cache folder for a
+    device with a ``local`` connection (its table must be measured here); the shipped ``latency_tables/`` for a
+    reference device (read-only: its tables ship as they are); the user's device folder
+    (:func:`device_tables_dir`) for any other device."""
     if os.environ.get("EFFV2_TABLES"):
         return Path(os.environ["EFFV2_TABLES"]).expanduser()
     if device is not None:
         try:
-            if get_device(device).local:
-                return host_tables_dir()
+            dev = get_device(device)
         except DeviceError:
-            pass
+            return TABLES_DIR
+        if dev.local:
+            return host_tables_dir()
+        if dev.connection_type != "reference":
+            return device_tables_dir()
     return TABLES_DIR
+
+
+def _search_dirs(device: Device, root: str | Path | None) -> list[Path]:
+    """Where ``device``'s tables are looked for: ``root`` alone when given; else where they are written
+    (:func:`tables_dir`), then, for a device that is not this machine, the shipped ``latency_tables/``."""
+    if root is not None:
+        return [Path(root)]
+    first = tables_dir(device)
+    return [first] + ([TABLES_DIR] if first != TABLES_DIR and not device.local and
+                      not os.environ.get("EFFV2_TABLES") else [])
 
 
 def table_path(device: str | Device, runtime: str, root: str | Path | None = None) -> Path:
@@ -137,11 +159,13 @@ def locate(target: str | Path, runtime: str | None = None, root: str | Path | No
         raise TableError(f"device {dev.name!r} is profiled with {', '.join(dev.runtimes)}, not {runtime!r}; pass one "
                          f"of those as the runtime")
     rt = runtime or dev.runtime
+    dirs = _search_dirs(dev, root)
+    for d in dirs:
+        if (d / f"{dev.name}.{rt}.csv").exists():
+            return d / f"{dev.name}.{rt}.csv"
     path = table_path(dev, rt, root)
-    if path.exists():
-        return path
     if runtime is None:                                 # another runtime's table of the device, if only one
-        found = sorted(Path(root or tables_dir(dev)).glob(f"{dev.name}.*.csv"))
+        found = sorted({f.name: f for d in reversed(dirs) for f in d.glob(f"{dev.name}.*.csv")}.values())
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -149,7 +173,8 @@ def locate(target: str | Path, runtime: str | None = None, root: str | Path | No
             raise TableError(f"device {dev.name!r} has tables for several runtimes ({names}); pass a runtime")
     first_use = dev.name == "local-cpu"
     raise TableError(f"no latency table for device {dev.name!r} at {path}. Make "
-                     f"{'this host' if dev.local else 'its'}'s table with: {get_profiler(rt).how_to_measure(dev)}"
+                     f"{'this host' + chr(39) + 's' if dev.local else 'its'} table with: "
+                     f"{get_profiler(rt).how_to_measure(dev)}"
                      + (" (python -m nas.search does it on first use)" if first_use else f"; {TRY_WITHOUT_A_DEVICE}"))
 
 

@@ -48,8 +48,8 @@ __all__ = ["BUNDLE_ROOT", "write_bundle", "load_results", "import_results", "bun
 
 log = logging.getLogger(__name__)
 
-#: where bundles are written by default (``{BUNDLE_ROOT}/{device}``)
-BUNDLE_ROOT = Path(__file__).resolve().parent.parent / "build" / "coreml"
+#: where bundles are written by default (``{BUNDLE_ROOT}/{device}``, in the folder the command runs in)
+BUNDLE_ROOT = Path("build") / "coreml"
 
 
 def write_bundle(profiler: Profiler, specs, bundle_dir: str | Path, *, space_name: str, img_size: int,
