@@ -31,9 +31,10 @@ __all__ = ["Device", "DeviceError", "RegistryError", "get_device", "list_devices
 DEVICES_JSON = Path(__file__).with_name("devices.json")
 #: extra registry files (``:``-separated) whose entries are added to the shipped ones
 DEVICES_ENV = "EFFV2_DEVICES"
-#: how a device is reached: measured on this machine, another machine's shipped tables, a phone over adb,
-#: a bundle of models timed on the device, a hosted device service
-CONNECTIONS = ("local", "reference", "adb", "bundle", "remote")
+#: how a device is reached: measured on this machine, another machine's shipped tables, an Android phone over
+#: adb, an iPhone (connected to a Mac, or by a bundle timed on it; ``bundle`` is an older name of it), a phone
+#: hosted by Qualcomm AI Hub
+CONNECTIONS = ("local", "reference", "adb", "iphone", "bundle", "aihub")
 #: the entry keys a Device reads; every other key belongs to a runtime's options
 COMMON_FIELDS = ("runtime", "runtimes", "precision", "threads", "cpus", "connection", "description")
 

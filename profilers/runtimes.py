@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from nas.core.errors import UserError
 
-__all__ = ["register_runtime", "get_profiler", "list_runtimes", "UnknownRuntime", "ProfilerUnavailable",
+__all__ = ["register_runtime", "get_profiler", "list_runtimes", "UnknownRuntime", "ProfilerUnavailable", "UnitFailed",
            "ENTRY_POINTS"]
 
 ENTRY_POINTS = "effv2_nas.runtimes"
@@ -33,6 +33,11 @@ _discovered = False
 class ProfilerUnavailable(UserError, RuntimeError):
     """A runtime, tool or device that a profiler needs is missing (the message says what to install or
     connect)."""
+
+
+class UnitFailed(UserError, RuntimeError):
+    """One model could not be converted, loaded or run on the device (the message names it and says why); the
+    others can still be measured, and a rerun tries it again."""
 
 
 class UnknownRuntime(UserError, KeyError):

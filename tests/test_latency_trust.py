@@ -98,6 +98,9 @@ class _FakeProfiler:
         self.t += 1
         return _stats(self.true_ms[path.stem.removeprefix("probe_")] * self.speed(self.t))
 
+    def measure_batch(self, paths):
+        return {name: self.measure(path, shape) for name, (path, shape) in paths.items()}, {}
+
 
 def _drift_run(speed, reference=True, correct=True):
     specs = probe_units()

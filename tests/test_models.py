@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import EfficientFormerV2, create_model, list_models, load_timm_state_dict, variant_config
+from models import create_model, list_models, load_timm_state_dict, variant_config
 from models.efficientformer_v2 import Attention2d, Attention2dDownsample
 
 timm = pytest.importorskip("timm")

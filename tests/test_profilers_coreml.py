@@ -62,5 +62,5 @@ def test_bad_results_and_prediction_off_macos(tmp_path):
     with pytest.raises(TableError, match="unknown unit key"):
         import_results(bad, "iphone12", tmp_path / "t.csv", space="tiny", img_size=64, num_classes=10,
                        bundle=tmp_path)
-    with pytest.raises(ProfilerUnavailable, match="timed on the phone"):
+    with pytest.raises(ProfilerUnavailable, match="--team-id TEAMID .* time it on the phone"):
         CoreMLProfiler("iphone12").check_ready()

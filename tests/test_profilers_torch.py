@@ -32,7 +32,6 @@ from profilers.runtimes import list_runtimes
 from profilers.tables.meta import TableMeta
 from profilers.onnxruntime import OnnxRuntimeProfiler
 from profilers.timing.protocol import Protocol
-from conftest import write_meta_json as write_meta
 from profilers.torch import TorchOptions, TorchProfiler
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from nas.core.journal import Journal, JournalError
 from nas.space.arch import Arch
 from nas.space.modules import unit_builders
 from nas.space.units import probe_units
-from profilers.runtimes import get_profiler
+from profilers.runtimes import UnitFailed, get_profiler
 from profilers.tables.table import LatencyTable
 from profilers.timing.batch import measure_batches
 from profilers.timing.host import host_id
@@ -104,13 +104,20 @@ def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str
             return lambda: (EfficientFormerV2(arch.net_config(num_classes), img_size=img_size),
                             (1, 3, img_size, img_size))
 
+        profiler.writes_to(journal.path)
+        probe = unit_builders(probe_units()) if profiler.device.local else None   # the probe: this host's speed
         with journal:
-            for batch in measure_batches(profiler, [(a.to_json(), build(a)) for a in todo],
-                                         unit_builders(probe_units()), probe_reference, batch_size=batch_size, progress=progress, desc=desc,
+            for batch in measure_batches(profiler, [(a.to_json(), build(a)) for a in todo], probe, probe_reference,
+                                         batch_size=batch_size, progress=progress, desc=desc,
                                          correct_drift=correct_drift):
                 for key, st in batch.stats.items():
                     journal.append([key, st.p50_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.std_ms, st.cv, st.n,
                                     time.strftime("%Y-%m-%dT%H:%M:%S"), round(float(batch.factor), 5)])
+                if batch.failures:
+                    why = next(iter(batch.failures.values()))
+                    raise UnitFailed(f"{len(batch.failures)} network(s) could not be measured on "
+                                     f"{profiler.device.name} (e.g. {why}); the others are kept: rerun to try them "
+                                     f"again")
     rows = {}
     for i, r in enumerate(journal.records(), start=2):
         rows[r["arch"]] = _record(journal, i, r)

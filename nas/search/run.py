@@ -72,7 +72,7 @@ def run_search(config: SearchConfig) -> dict | None:
 
 def _search(config: SearchConfig, setup: Setup, out: Path, device: str, runtime: str) -> dict:
     """The search on rank 0, in its claimed and locked folder ``out``."""
-    space, pred = setup.space, setup.pred
+    space = setup.space
     s0 = space.canonical("s0") if space.fits("s0") else None
     digest = supernet_digest(config.supernet)
     claim_folder(out, {**config.identity(), "supernet_sha256": digest, **table_identity(setup.table)},

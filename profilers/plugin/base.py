@@ -32,13 +32,13 @@ from nas.space.units import probe_units
 
 from profilers.devices import Device, get_device
 from profilers.plugin.options import OptionsError, RuntimeOptions
-from profilers.runtimes import ProfilerUnavailable
+from profilers.runtimes import ProfilerUnavailable, UnitFailed
 from profilers.tables.meta import TableMeta
 from profilers.timing.batch import measure_modules
 from profilers.timing.host import fingerprint, pinned
 from profilers.timing.protocol import LatencyStats, Protocol, Timer
 
-__all__ = ["Profiler", "ProfilerUnavailable", "Loaded", "software_info"]
+__all__ = ["Profiler", "ProfilerUnavailable", "UnitFailed", "Loaded", "software_info"]
 
 
 def software_info() -> dict:
@@ -118,6 +118,23 @@ class Profiler(abc.ABC):
         if loaded is None:
             raise NotImplementedError(f"{type(self).__name__} implements neither load() nor measure()")
         return self.protocol.measure(loaded.run, self.timer)
+
+    def measure_batch(self, paths: Mapping[str, tuple[Path, tuple]]) -> tuple[dict[str, LatencyStats], dict[str, str]]:
+        """Time a batch of exported models that :meth:`load` cannot run here: ``(stats by name, failures)``, a
+        failure being a model the device could not run (:class:`UnitFailed`: name -> why; the others are
+        still measured). One after another by default; a plugin whose device takes many at once (a hosted
+        device) overrides it."""
+        stats, failures = {}, {}
+        for name, (path, shape) in paths.items():
+            try:
+                stats[name] = self.measure(path, shape)
+            except UnitFailed as e:
+                failures[name] = str(e)
+        return stats, failures
+
+    def writes_to(self, path: Path) -> None:
+        """Note the file the measurements go to (a table, a journal of networks): a plugin that keeps state
+        beside it (a job ledger) keeps it there."""
 
     def runtime_version(self) -> str:
         """Version of the runtime that measures (recorded in the table metadata)."""

@@ -171,9 +171,12 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
         torch.set_num_threads(max(1, prof.threads))
         res = run_table(prof, shard_specs(specs, shard), out, space_name=space.name, img_size=args.img_size,
                         num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,
-                        probe_specs=probe_units(), space=space.to_dict())
+                        probe_specs=probe_units() if device.local else None, space=space.to_dict())
     log.info("%s: measured %d unit(s) in %.1f s, %d already present, %d left", res.path, res.measured, res.seconds,
              res.skipped, res.remaining)
+    if res.failed:
+        log.warning("%d unit(s) the device could not run (rerun to try them again): %s", len(res.failed),
+                    ", ".join(sorted(res.failed)))
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -65,14 +65,16 @@ def shard_specs(specs: Sequence, shard: tuple[int, int] | None) -> list:
 @dataclass(frozen=True)
 class TableRun:
     """What :func:`run_table` did: the table's ``path``, units ``measured`` now, ``skipped`` (already
-    there), ``remaining`` (left by ``limit``), ``seconds`` of this run, and the range of the probe's drift
-    factors over its batches (None without a probe)."""
+    there), ``remaining`` (left by ``limit``, or failed), ``seconds`` of this run, the range of the probe's
+    drift factors over its batches (None without a probe), and the units the device could not run
+    (``failed``: key -> why; a rerun tries them again)."""
     path: str
     measured: int
     skipped: int
     remaining: int
     seconds: float
     drift: tuple[float, float] | None = None
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def run_table(profiler: Profiler, specs: Sequence, out: str | Path, *, space_name: str, img_size: int,
@@ -134,7 +136,8 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
     reference = meta.probe_p50 if have else None
     t0 = time.perf_counter()
     by_key = {s.key: s for s in todo}
-    n_done, factors, readings, sweeps = 0, [], [], []
+    n_done, factors, readings, sweeps, failed = 0, [], [], [], {}
+    profiler.writes_to(out)
     try:
         with TableWriter(out) as w:
             for batch in measure_batches(profiler, unit_builders(todo), unit_builders(probe_specs or []) or None, reference,
@@ -143,6 +146,9 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
                 for key, stats in batch.stats.items():
                     w.append(by_key[key].to_dict(), stats, profiler.threads)
                     n_done += 1
+                for key, why in batch.failures.items():
+                    log.warning("%s: not measured (%s)", key, why)
+                failed.update(batch.failures)
                 if probe_specs:
                     factors.append(batch.drift)
                     readings.extend(batch.readings)
@@ -158,7 +164,7 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
         _rebase(out, meta, readings, list(by_key), rows_too=correct_drift)
     skipped = sum(s.key in have for s in specs)
     return TableRun(str(out), n_done, skipped, len(specs) - skipped - n_done, secs,
-                    (min(factors), max(factors)) if factors else None)
+                    (min(factors), max(factors)) if factors else None, failed)
 
 
 def _record_run(out: Path, meta: TableMeta, secs: float, factors: list[float], readings: list[float],

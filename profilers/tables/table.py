@@ -49,13 +49,17 @@ __all__ = ["LatencyTable", "TableError", "TableWriter", "HostCheck", "ForeignTab
            "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "ALLOW_ENV", "TRY_WITHOUT_A_DEVICE",
            "locate", "table_path", "tables_dir", "user_cache_dir", "host_tables_dir", "device_tables_dir", "read_rows", "read_table",
            "format_row", "check_stats", "existing_keys", "merge_tables", "scale_rows", "meta_path", "now_iso",
-           "missing_keys", "coverage_report"]
+           "missing_keys", "coverage_report", "fallbacks", "format_compute", "parse_compute", "COMPUTE_COLUMN",
+           "MAX_CPU_SHARE"]
 
 log = logging.getLogger(__name__)
 
 SPEC_COLUMNS = ["key", "kind", "cin", "cout", "res", "stride", "hidden", "attn", "classes"]
 STAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "threads", "measured_at"]
 COLUMNS = SPEC_COLUMNS + STAT_COLUMNS
+#: an optional last column: which compute units ran the unit, and their shares (``neural_engine=0.97;cpu=0.03``),
+#: where the device says (an iPhone's compute plan, AI Hub's per-layer units); tables written before it lack it
+COMPUTE_COLUMN = "compute_units"
 _INT_COLUMNS = ["cin", "cout", "res", "stride", "hidden", "attn", "classes", "n", "threads"]
 _FLOAT_COLUMNS = ["p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv"]
 
@@ -205,9 +209,19 @@ def read_rows(path: str | Path) -> pd.DataFrame:
             raise TableError(f"latency table {path} is not a valid CSV: line {i} has {len(r)} fields, "
                              f"the header has {len(header)}")
     try:
-        df = pd.read_csv(io.StringIO(text), dtype={"key": str, "kind": str, "measured_at": str}, index_col=False)
+        df = pd.read_csv(io.StringIO(text), dtype={"key": str, "kind": str, "measured_at": str, COMPUTE_COLUMN: str},
+                         index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise TableError(f"latency table {path} is not a valid CSV: {e}") from None
+    if COMPUTE_COLUMN not in df.columns:
+        df[COMPUTE_COLUMN] = ""
+    df[COMPUTE_COLUMN] = df[COMPUTE_COLUMN].fillna("").astype(str)
+    for i, v in enumerate(df[COMPUTE_COLUMN]):
+        if v:
+            try:
+                parse_compute(v)
+            except ValueError as e:
+                raise TableError(f"latency table {path}, line {i + 2}: column {COMPUTE_COLUMN!r}: {e}") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise TableError(f"latency table {path} lacks column(s) {missing}; a table has the columns "
@@ -281,16 +295,37 @@ def check_stats(stats, where: str = "") -> dict:
     return s
 
 
-def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | None = None) -> str:
+def format_compute(shares) -> str:
+    """``unit=share;...`` (shares to 3 decimals) of ``((unit, share), ...)`` or ``{unit: share}``; "" for None."""
+    items = shares.items() if isinstance(shares, Mapping) else (shares or ())
+    return ";".join(f"{str(k).lower()}={float(v):.3f}" for k, v in items)
+
+
+def parse_compute(text: str) -> dict[str, float]:
+    """``{unit: share}`` of a :func:`format_compute` string (ValueError for anything else)."""
+    out = {}
+    for part in str(text).split(";"):
+        name, sep, value = part.partition("=")
+        share = float(value)
+        if not sep or not name or not (0.0 <= share <= 1.0):
+            raise ValueError(f"{text!r} is not unit=share;... with shares between 0 and 1")
+        out[name] = share
+    return out
+
+
+def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | None = None,
+               compute_column: bool = True) -> str:
     """One CSV line (with newline) for a unit (``BlockSpec.to_dict()``) and its :class:`LatencyStats`,
-    written by the csv module (a field holding a comma or a quote is quoted). Impossible stats are a
-    :class:`TableError`, so nothing is written."""
+    written by the csv module (a field holding a comma or a quote is quoted); with ``compute_column``, the
+    compute units' shares last. Impossible stats are a :class:`TableError`, so nothing is written."""
     key = str(spec_dict.get("key", ""))
     s = check_stats(stats, f"unit {key}")
     vals = [spec_dict.get(c, 0) for c in SPEC_COLUMNS]
     vals[SPEC_COLUMNS.index("attn")] = int(bool(spec_dict.get("attn", False)))
     vals += [s["p50_ms"], s["p10_ms"], s["p90_ms"], s["mean_ms"], s["std_ms"], s["cv"], int(s["n"]),
              threads, measured_at or now_iso()]
+    if compute_column:
+        vals.append(format_compute(s.get("compute")))
     if not key or any(ch in key for ch in ',"\n\r'):
         raise TableError(f"unit key {key!r} cannot be written to a CSV table")
     buf = io.StringIO()
@@ -301,14 +336,19 @@ def format_row(spec_dict: dict, stats, threads: int | None, measured_at: str | N
 class TableWriter(Journal):
     """Appends rows to a table, one flushed (and fsynced) line per finished unit: a
     :class:`~nas.core.journal.Journal` (its lock held while open, a torn last line cut off, the header
-    written to a new file and checked in an existing one)."""
+    written to a new file and checked in an existing one). A new table has the compute-units column; a table
+    written before it existed keeps its header (and its rows get no shares)."""
 
     def __init__(self, path: str | Path):
-        super().__init__(path, COLUMNS, what="latency table", error=TableError, fix="write to a new file with --out")
+        path = Path(path)
+        old = path.is_file() and path.stat().st_size and \
+            read_text(path, "latency table", TableError).split("\n", 1)[0].strip() == ",".join(COLUMNS)
+        super().__init__(path, COLUMNS if old else COLUMNS + [COMPUTE_COLUMN], what="latency table",
+                         error=TableError, fix="write to a new file with --out")
         self.open()
 
     def append(self, spec_dict: dict, stats, threads: int | None, measured_at: str | None = None):
-        self.write_line(format_row(spec_dict, stats, threads, measured_at))
+        self.write_line(format_row(spec_dict, stats, threads, measured_at, COMPUTE_COLUMN in self.columns))
 
     def __enter__(self):
         return self
@@ -481,10 +521,11 @@ def merge_tables(paths: Iterable[str | Path], out: str | Path) -> LatencyTable:
     meta = meta.replace(extra={**dict(meta.extra), "merged_from": [str(p) for p in paths]}, updated=now_iso(),
                         rows=int(len(merged)))
     out = claim_output(out)
-    lines = [",".join(COLUMNS) + "\n"]
+    lines = [",".join(COLUMNS + [COMPUTE_COLUMN]) + "\n"]
     for _, r in merged.iterrows():
         st = {c: r[c] for c in ("p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n")}
         st["n"] = int(st["n"])
+        st["compute"] = parse_compute(r[COMPUTE_COLUMN]) if r[COMPUTE_COLUMN] else None
         th = r["threads"]
         lines.append(format_row({c: r[c] for c in SPEC_COLUMNS}, st, None if pd.isna(th) else int(th),
                                 r["measured_at"]))
@@ -511,8 +552,23 @@ def missing_keys(table: str | Path, space=None, img_size: int | None = None,
                                                                       "num_classes": nc, "meta": meta}
 
 
+#: a unit "fell back" when more than this share of its work ran on the CPU (of a device with an accelerator)
+MAX_CPU_SHARE = 0.10
+
+
+def fallbacks(rows: pd.DataFrame, max_cpu_share: float = MAX_CPU_SHARE) -> dict[str, dict[str, float]]:
+    """The units of a table's ``rows`` whose recorded compute units put more than ``max_cpu_share`` of their
+    work on the CPU, where an accelerator (Neural Engine, NPU, GPU) ran the others: ``{key: shares}``. Empty
+    for a table without shares, or whose units all ran on the CPU (a CPU device)."""
+    shares = {k: parse_compute(v) for k, v in rows[COMPUTE_COLUMN].items() if v} if COMPUTE_COLUMN in rows else {}
+    if not any(sum(v for u, v in s.items() if u != "cpu" and u != "unspecified") > 0 for s in shares.values()):
+        return {}
+    return {k: s for k, s in shares.items() if s.get("cpu", 0.0) > max_cpu_share}
+
+
 def coverage_report(table: str | Path, space=None, img_size: int | None = None,
-                    num_classes: int | None = None) -> tuple[str, list[str]]:
+                    num_classes: int | None = None,
+                    max_cpu_share: float = MAX_CPU_SHARE) -> tuple[str, list[str]]:
     """A readable report (what ``python -m profilers.coverage`` prints) and the missing keys."""
     table = Path(table)
     if not table.exists():
@@ -530,6 +586,11 @@ def coverage_report(table: str | Path, space=None, img_size: int | None = None,
             lines.append(f"measure them with: python -m profilers.{s['meta'].runtime} --device "
                          f"{s['meta'].device.name} --space {s['space']} --img-size {s['img_size']} --num-classes "
                          f"{s['num_classes']} --out {table}")
+    fell = fallbacks(read_rows(table), max_cpu_share)
+    if fell:
+        lines.append(f"fell back from the accelerator ({len(fell)} units with over {100 * max_cpu_share:.0f} % of "
+                     f"their work on the CPU; python -m nas.search --forbid-fallback keeps them out of the search):")
+        lines += [f"  {k}  ({format_compute(v)})" for k, v in sorted(fell.items())]
     return "\n".join(lines), missing
 
 

@@ -20,14 +20,16 @@ import hashlib
 import logging
 import math
 import re
+import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
 
+from profilers.runtimes import UnitFailed
 from profilers.timing.host import pinned
 from profilers.timing.probe import probe_ratio
 from profilers.timing.protocol import LatencyStats, Timing
@@ -78,13 +80,15 @@ class BatchResult:
     before and after the batch (``drift``; 1 without a probe or a reference), the probe ``readings``
     taken with this batch relative to the ``reference`` (the one before it, for the first batch only,
     then the one after it), the probe ``reference`` in use (given, or set by the first reading), and the
-    host-speed factors the protocol's common mode divided out of this batch's sweeps (``sweeps``)."""
+    host-speed factors the protocol's common mode divided out of this batch's sweeps (``sweeps``), and the
+    entries the device could not run (``failures``: name -> why; not in ``stats``)."""
     stats: dict[str, LatencyStats]
     factor: float = 1.0
     drift: float = 1.0
     readings: tuple[float, ...] = ()
     reference: dict[str, float] | None = None
     sweeps: tuple[float, ...] = ()
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Sequence[tuple[str, Builder]] | None = None,
@@ -97,8 +101,8 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Seque
     ``builder()`` returns ``(module, input_shape)`` and is called only when its batch comes up (whole
     networks are not all held in memory). The work runs on the profiler's cores (``profiler.cpus``, the
     device entry's by default). With ``probe`` (``(key, builder)`` of the probe units, e.g.
-    ``nas.space.modules.unit_builders(nas.space.units.probe_units())``), the probe is timed alone before the first batch and after every
-    batch, against ``reference`` (its medians; without one, the first reading becomes it); a batch during
+    ``nas.space.modules.unit_builders(nas.space.units.probe_units())``), the probe is timed alone before the
+    first batch and after every batch, against ``reference`` (its medians; without one, the first reading becomes it); a batch during
     which the host was steadily off the reference (:func:`drift_factor`) is divided by that factor when
     ``correct_drift`` is set, and the factor is only reported otherwise.
     """
@@ -125,7 +129,7 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Seque
 
         def probe_reading() -> float:              # the probe alone, always in the same company
             nonlocal reference
-            st = _measure_batch(profiler, probe_paths).stats
+            st = _measure_batch(profiler, probe_paths)[0].stats
             now = {k.removeprefix("probe:"): v for k, v in st.items()}
             if reference is None:
                 reference = {k: float(v.p50_ms) for k, v in now.items()}
@@ -135,8 +139,14 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Seque
             before = probe_reading() if probe_paths else None
             first = True
             for batch in _chunks(items, max(1, int(batch_size))):
-                paths = {name: export(name, build) for name, build in batch}
-                timing = _measure_batch(profiler, paths)
+                paths, failures = {}, {}
+                for name, build in batch:
+                    try:
+                        paths[name] = export(name, build)
+                    except UnitFailed as e:        # this one cannot be converted for the device: the others can
+                        failures[name] = str(e)
+                timing, failed = _measure_batch(profiler, paths)
+                failures.update(failed)
                 readings: tuple[float, ...] = ((before,) if first else ()) if before is not None else ()
                 drift = factor = 1.0
                 if probe_paths:                    # host speed during the batch: the probe before and after
@@ -146,17 +156,17 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Seque
                     factor = drift if correct_drift else 1.0
                     before = after
                 stats = {name: timing.stats[name].scaled(factor) if factor != 1.0 else timing.stats[name]
-                         for name, _ in batch}
-                if not keep:
+                         for name, _ in batch if name in timing.stats}
+                if not keep:                       # a file, or a folder (a Core ML .mlpackage)
                     for p, _ in paths.values():
-                        Path(p).unlink(missing_ok=True)
+                        shutil.rmtree(p) if Path(p).is_dir() else Path(p).unlink(missing_ok=True)
                 bar.update(len(batch))
                 if probe_paths:
                     bar.set_postfix_str(f"host speed vs reference {100 * (readings[-1] - 1):+.1f}%", refresh=False)
                     log.debug("batch of %d: probe factor %.4f", len(batch), drift)
                 first = False
                 yield BatchResult(stats, factor, drift, readings, dict(reference) if reference else None,
-                                  tuple(timing.host_factors))
+                                  tuple(timing.host_factors), failures)
         finally:
             bar.close()
 
@@ -169,7 +179,10 @@ def measure_modules(profiler, items: Sequence[tuple[str, Builder]], **kw) -> dic
     return out
 
 
-def _measure_batch(profiler, paths: dict[str, tuple[Path, tuple]]) -> Timing:
+def _measure_batch(profiler, paths: dict[str, tuple[Path, tuple]]) -> tuple[Timing, dict[str, str]]:
+    """The batch's timing, and the entries the device could not run (name -> why): models the plugin loads
+    here are timed interleaved by the protocol; the others by the plugin's ``measure_batch`` (an external
+    tool, a phone, a hosted device)."""
     runners = {}
     for name, (path, shape) in paths.items():
         loaded = profiler.load(path, shape)
@@ -178,5 +191,6 @@ def _measure_batch(profiler, paths: dict[str, tuple[Path, tuple]]) -> Timing:
             break
         runners[name] = loaded.run
     if runners is not None:
-        return profiler.protocol.measure_many(runners, profiler.timer)
-    return Timing({name: profiler.measure(path, shape) for name, (path, shape) in paths.items()}, {}, [])
+        return profiler.protocol.measure_many(runners, profiler.timer), {}
+    stats, failures = profiler.measure_batch(paths)
+    return Timing(stats, {}, []), failures

@@ -52,7 +52,9 @@ class LatencyStats:
     """Latency of one unit or network, in milliseconds. ``n`` is the number of timed calls.
 
     ``p10_ms``/``p90_ms`` (and ``std_ms``) are NaN where the tool that measured it does not report
-    per-run times (TFLite ``benchmark_model`` on a phone, for instance).
+    per-run times (TFLite ``benchmark_model`` on a phone, for instance). ``compute``: where the device says
+    which compute units ran the model, their shares of its work (``(("neural_engine", 0.97), ("cpu", 0.03))``,
+    summing to 1; None where it does not say).
     """
     p50_ms: float
     p10_ms: float
@@ -61,6 +63,7 @@ class LatencyStats:
     std_ms: float
     cv: float
     n: int
+    compute: tuple[tuple[str, float], ...] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +72,14 @@ class LatencyStats:
         """These statistics with every time divided by ``divisor`` (a drift correction; cv and n kept)."""
         d = float(divisor)
         return LatencyStats(self.p50_ms / d, self.p10_ms / d, self.p90_ms / d, self.mean_ms / d, self.std_ms / d,
-                            self.cv, self.n)
+                            self.cv, self.n, self.compute)
+
+    def with_compute(self, shares: Mapping[str, float] | None) -> "LatencyStats":
+        """These statistics with the compute units' ``shares`` (unit name -> share of the work)."""
+        if not shares:
+            return self
+        return LatencyStats(self.p50_ms, self.p10_ms, self.p90_ms, self.mean_ms, self.std_ms, self.cv, self.n,
+                            tuple((str(k).lower(), float(v)) for k, v in shares.items()))
 
 
 def summarize_rounds(rounds: Sequence[Sequence[float]]) -> LatencyStats:

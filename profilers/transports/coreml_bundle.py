@@ -242,8 +242,12 @@ def bundle_command(profiler: Profiler, args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         r = write_bundle(profiler, specs, bundle, space_name=sp.name, img_size=args.img_size,
                          num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress)
-    why = "it is timed on the phone" if dev.connection_type == "bundle" else f"prediction needs macOS, this is {sys.platform}"
+    phone = dev.connection_type in ("iphone", "bundle")
+    why = "it is timed on the phone" if phone else f"prediction needs macOS, this is {sys.platform}"
     log.info("%s: converted %d unit(s) in %.1f s, %d in the manifest (%s).\nTime each package on %s (see "
              "manifest.json), then run:\n  python -m profilers.coreml import --device %s results.json",
              r["bundle"], r["converted"], time.perf_counter() - t0, r["units"], why, dev.name, dev.name)
+    if phone:
+        log.info("Or time %s in one command, on a Mac with Xcode and the iPhone connected: python -m profilers.coreml "
+                 "--device %s --team-id TEAMID (your Apple development team)", dev.name, dev.name)
     return 0
