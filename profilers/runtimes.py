@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import pkgutil
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,6 +48,16 @@ class UnknownRuntime(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def _module_of(cls) -> str:
+    """The module a class is defined in, by its import name also when it runs as ``python -m package.module``
+    (then ``__main__``): the plugin a command runs and the same plugin found by discovery are one runtime."""
+    if cls.__module__ == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name:
+            return spec.name
+    return cls.__module__
+
+
 def register_runtime(cls: C) -> C:
     """Class decorator: register a runtime plugin under its ``name`` (and its ``aliases``)."""
     name = getattr(cls, "name", "")
@@ -54,7 +65,7 @@ def register_runtime(cls: C) -> C:
         raise TypeError(f"@register_runtime applies to Profiler subclasses with a name, not {cls!r}")
     for n in (name, *getattr(cls, "aliases", ())):
         old = _REGISTRY.get(_ALIASES.get(n, n))
-        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        if old is not None and (_module_of(old), old.__qualname__) != (_module_of(cls), cls.__qualname__):
             raise ValueError(f"runtime {n!r} is already {old.__module__}.{old.__qualname__}")
     _REGISTRY[name] = cls
     for a in getattr(cls, "aliases", ()):

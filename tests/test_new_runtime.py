@@ -64,7 +64,9 @@ def toy(tmp_path, monkeypatch):
     (tmp_path / "devices.json").write_text(DEVICES)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("EFFV2_DEVICES", str(tmp_path / "devices.json"))
+    runtimes.list_runtimes()                               # the shipped plugins found, then the toy on a copy
     monkeypatch.setattr(runtimes, "_REGISTRY", dict(runtimes._REGISTRY))
+    monkeypatch.setattr(runtimes, "_ALIASES", dict(runtimes._ALIASES))
     monkeypatch.delitem(sys.modules, "toy_runtime", raising=False)
     import toy_runtime
     yield toy_runtime
@@ -84,3 +86,13 @@ def test_a_runtime_in_one_file_profiles_a_table_that_the_predictor_reads(toy, tm
     assert not pred.missing_keys() and pred.predict(TINY_SPACE.max_arch()) > pred.predict(TINY_SPACE.min_arch()) > 0
     assert main(toy.ToyProfiler, [*args[:-1], "--spin", "30"]) == 2        # its option, from the command line:
     assert "spin: table has 20, this run 30" in capsys.readouterr().err     # not into a table of another spin
+
+
+def test_a_plugin_run_as_a_command_is_the_runtime_discovery_finds():
+    """``python -m profilers.coreml`` registers its classes as ``__main__``; discovery imports the module again:
+    one runtime, so every device's options read (none is shown invalid)."""
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "profilers.aihub", "--list-devices"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "galaxy-s24" in out.stdout and "iphone12" in out.stdout
+    assert "invalid" not in out.stdout and "already" not in out.stdout

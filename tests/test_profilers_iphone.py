@@ -69,3 +69,14 @@ def test_an_iphone_without_a_team_id_or_a_phone_says_what_to_do(phone, tmp_path,
     assert coreml.main(_args(out)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "iphone" in err.lower() and not out.exists()
+
+
+def test_whole_networks_for_calibration_are_timed_on_the_phone(phone, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(cr.TEAM_ENV, TEAM)                  # the team id for nas.calibrate, which has no flag of it
+    args = ["--device", "iphone12", "--space", "tiny", "--img-size", "64", "--num-classes", "10", "--rounds", "2",
+            "--warmup", "1", "--no-progress"]
+    assert coreml.main(args) == 0
+    n = len(phone.loads)
+    from nas.cli import calibrate
+    assert calibrate.main(["--target", "iphone12", "--n", "4", "--no-progress", "--out-dir", str(tmp_path)]) == 0
+    assert len(phone.loads) - n == 4 and "calibration on 4 networks" in capsys.readouterr().out

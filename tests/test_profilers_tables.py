@@ -72,7 +72,7 @@ def test_table_path_and_profiler_registry(tmp_path):
     assert table_path("local-cpu", "onnxruntime").name == "local-cpu.onnxruntime.csv"
     assert table_path("pixel6", "tflite", tmp_path) == tmp_path / "pixel6.tflite.csv"
     assert get_profiler("onnxruntime").name == "onnxruntime" and get_profiler("coreml").name == "coreml"
-    with pytest.raises(UnknownRuntime, match="unknown runtime 'tvm'; known runtimes: coreml, onnxruntime"):
+    with pytest.raises(UnknownRuntime, match="unknown runtime 'tvm'; known runtimes: aihub, coreml, onnxruntime"):
         get_profiler("tvm")
     with pytest.raises(OptionsError, match="profiled with"):
         get_profiler("coreml")("local-cpu")

@@ -66,7 +66,7 @@ class Rule:
         """The value of command-line ``text``; ``argparse.ArgumentTypeError`` saying what was expected."""
         try:
             v = self.parse(text)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, KeyError):
             raise argparse.ArgumentTypeError(f"expected {self.what}, got {text!r}") from None
         if not self.ok(v):
             raise argparse.ArgumentTypeError(f"must be {self.rule}, got {text}")

@@ -75,10 +75,7 @@ class Profiler(abc.ABC):
     def __init__(self, device: Device | str, threads: int | None = None, protocol: Protocol | None = None,
                  keep_exports: str | Path | None = None, quiet: bool = True,
                  cpus: Sequence[int] | None | str = "device", options: RuntimeOptions | None = None):
-        dev = get_device(device)
-        if self.name not in dev.runtimes:
-            raise OptionsError(f"device {dev.name!r} is profiled with {'/'.join(dev.runtimes)}, not {self.name}; "
-                               f"use python -m profilers.{dev.runtime} --device {dev.name}")
+        dev = self.check_device(get_device(device))
         self.device = dev.with_threads(threads)
         self.threads = self.device.threads
         self.options = options if options is not None else self.Options.from_entry(dev)
@@ -90,6 +87,14 @@ class Profiler(abc.ABC):
         #: cores the measurements run on (the device entry's by default; None: wherever the OS puts them)
         self.cpus = (list(self.device.cpus) if self.device.cpus is not None else None) if cpus == "device" \
             else (list(cpus) if cpus is not None else None)
+
+    @classmethod
+    def check_device(cls, dev: Device) -> Device:
+        """``dev``, when this runtime profiles it (OptionsError naming the runtime that does otherwise)."""
+        if cls.name not in dev.runtimes:
+            raise OptionsError(f"device {dev.name!r} is profiled with {'/'.join(dev.runtimes)}, not {cls.name}; "
+                               f"use python -m profilers.{dev.runtime} --device {dev.name}")
+        return dev
 
     @classmethod
     def for_table(cls, meta: TableMeta, threads: int | None = None) -> "Profiler":
@@ -135,6 +140,9 @@ class Profiler(abc.ABC):
     def writes_to(self, path: Path) -> None:
         """Note the file the measurements go to (a table, a journal of networks): a plugin that keeps state
         beside it (a job ledger) keeps it there."""
+
+    #: models a device takes at once (a hosted device: many jobs in flight); None: the callers' batches
+    batch_size: int | None = None
 
     def runtime_version(self) -> str:
         """Version of the runtime that measures (recorded in the table metadata)."""

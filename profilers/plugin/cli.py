@@ -87,7 +87,7 @@ def run_options(profiler_cls, device: Device, args: argparse.Namespace):
     """The plugin's options for this run: the device entry's, with the option flags given. A change from
     the entry needs ``--out``: the device's own table keeps its entry's options (calibration and
     validation time whole networks with them)."""
-    entry = profiler_cls.Options.from_entry(device)
+    entry = profiler_cls.Options.from_entry(profiler_cls.check_device(device))
     changes = {f.name: getattr(args, f"option_{f.name}", None) for f in dataclasses.fields(profiler_cls.Options)}
     options = entry.replace(**changes)
     changed = [f"{f.metadata.get('flag')} {getattr(options, f.name)}" for f in dataclasses.fields(options)

@@ -121,6 +121,7 @@ def _check_appendable(profiler: Profiler, out: Path, old: TableMeta, new: TableM
 
 def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, img_size, num_classes, limit,
                progress, shard, probe_specs, space, tolerance, batch_size, correct_drift) -> TableRun:
+    profiler.writes_to(out)
     new = profiler.table_meta(space_name, img_size, num_classes)
     have = existing_keys(out)
     todo = [s for s in specs if s.key not in have]
@@ -137,7 +138,6 @@ def _run_table(profiler: Profiler, specs: Sequence, out: Path, *, space_name, im
     t0 = time.perf_counter()
     by_key = {s.key: s for s in todo}
     n_done, factors, readings, sweeps, failed = 0, [], [], [], {}
-    profiler.writes_to(out)
     try:
         with TableWriter(out) as w:
             for batch in measure_batches(profiler, unit_builders(todo), unit_builders(probe_specs or []) or None, reference,

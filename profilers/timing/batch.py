@@ -138,7 +138,7 @@ def measure_batches(profiler, items: Sequence[tuple[str, Builder]], probe: Seque
         try:
             before = probe_reading() if probe_paths else None
             first = True
-            for batch in _chunks(items, max(1, int(batch_size))):
+            for batch in _chunks(items, max(1, int(getattr(profiler, "batch_size", None) or batch_size))):
                 paths, failures = {}, {}
                 for name, build in batch:
                     try:
