@@ -2,7 +2,9 @@
 tests/fakes_aihub.py (shaped like qai-hub 0.56, checked by tests/test_transport_aihub.py): the dry run, many
 jobs in flight, the table and its compute-unit column, a failed job, a killed run that a rerun collects without
 paying twice, and the one-line errors. The numbers are the fake's test data, written only under tmp_path."""
+import csv
 import json
+import shutil
 
 import pytest
 
@@ -11,6 +13,7 @@ from nas.space.spaces import TINY_SPACE
 from nas.space.units import space_units
 from profilers import aihub
 from profilers.tables import table as table_mod
+from profilers.tables.meta import meta_path
 from profilers.tables.table import COMPUTE_COLUMN, LatencyTable, parse_compute
 from profilers.transports.aihub import ledger_path
 
@@ -124,3 +127,41 @@ def test_whole_networks_for_calibration_go_through_the_same_jobs(hub, tmp_path, 
     nets = [(k, u) for k, u, _ in hub.submitted[n:]]
     assert len(nets) == 8 and all(u.startswith("net-") for _, u in nets)       # 4 networks: compile + profile
     assert "calibration on 4 networks" in capsys.readouterr().out
+
+
+def test_units_that_fell_back_to_the_cpu_are_reported_and_can_be_kept_out_of_the_search(hub, tmp_path):
+    import copy
+    from nas.latency.predictor import LatencyPredictor
+    from nas.search import SearchConfig
+    from nas.search.base import SearchError
+    from nas.search.inputs import forbid_fallbacks
+    from nas.search.objective import Budget
+    from nas.space.units import arch_units
+    from profilers.tables.table import coverage_report
+
+    arch = TINY_SPACE.max_arch()
+    unit = next(u.key for u in arch_units(arch, 64, 10) if u.key.startswith("ffn"))
+    on_cpu = copy.deepcopy(fake.PROFILE_1_2)
+    for layer in on_cpu["execution_detail"]:
+        layer["compute_unit"] = "CPU"
+    hub.profiles = {unit: on_cpu}
+    out = tmp_path / "s24.csv"
+    assert aihub.main(_args(out)) == 0
+    text, missing = coverage_report(out)
+    assert not missing and "fell back from the accelerator (1 units" in text and f"  {unit}  (npu=0.000;gpu=0.000;cpu=1.000)" in text
+
+    table = LatencyTable.read(out)
+    pred = forbid_fallbacks(table, LatencyPredictor.of_table(table))
+    assert pred.forbidden == [unit] and pred.predict(arch) == float("inf") and pred.mes(arch) == 0.0
+    assert pred.predict(TINY_SPACE.min_arch()) == LatencyPredictor.of_table(table).predict(TINY_SPACE.min_arch())
+    assert pred.predict_many([arch])[0] == float("inf") and not Budget(params=1e12).allows(1, pred.predict(arch))
+
+    cpu = tmp_path / "cpu.csv"                              # a table without compute units: said, not ignored
+    rows = list(csv.reader(out.read_text().splitlines()))
+    i = rows[0].index(COMPUTE_COLUMN)
+    cpu.write_text("".join(",".join(r[:i] + r[i + 1:]) + "\n" for r in rows))
+    shutil.copy(meta_path(out), meta_path(cpu))
+    with pytest.raises(SearchError, match="does not record"):
+        forbid_fallbacks(LatencyTable.read(cpu), pred)
+    assert "forbid_fallback" not in SearchConfig().identity()       # earlier searches' folders still resume
+    assert SearchConfig(forbid_fallback=True).identity()["forbid_fallback"] is True

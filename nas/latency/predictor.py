@@ -378,6 +378,21 @@ class LatencyPredictor:
         return type(self)(self.table, space, self.img_size, self.num_classes, self.calibration, self.fallback,
                           self.meta, self.mes_fn, self.source)
 
+    def forbidding(self, keys) -> "LatencyPredictor":
+        """The same table, calibration and settings with the units ``keys`` priced at infinity: a network that
+        uses one of them is predicted ``inf`` ms (MES 0; no finite latency budget holds it). The search's
+        ``--forbid-fallback`` keeps networks off the units that fell back from the accelerator to the CPU
+        (:func:`profilers.tables.table.fallbacks`). Keys the table lacks stay missing."""
+        table = dict(self.table)
+        table.update({k: math.inf for k in keys if k in table})
+        return _Forbidding(table, self.space, self.img_size, self.num_classes, self.calibration, self.fallback,
+                           self.meta, self.mes_fn, self.source)
+
+    @property
+    def forbidden(self) -> list[str]:
+        """The units priced at infinity (:meth:`forbidding`)."""
+        return sorted(k for k, v in self.table.items() if v == math.inf)
+
     def fill_hint(self) -> str:
         """What to run to measure the units this table lacks (one sentence, for error messages)."""
         m = self.meta
@@ -569,3 +584,20 @@ class LatencyPredictor:
                 f"img_size={self.img_size}, {len(self.table)} entries, {cal})")
 
 
+class _Forbidding(LatencyPredictor):
+    """A :class:`LatencyPredictor` some of whose units are priced at infinity (:meth:`~LatencyPredictor.forbidding`):
+    a calibration that would turn an infinite sum into NaN (a zero coefficient times infinity) gives ``inf``."""
+
+    def predict(self, arch) -> float:
+        y = super().predict(arch)
+        return math.inf if y != y else y
+
+    def predict_many(self, archs) -> np.ndarray:
+        with np.errstate(invalid="ignore"):         # inf x 0 where a count is 0: selected away, then NaN -> inf
+            y = super().predict_many(archs)
+        y[np.isnan(y)] = math.inf
+        return y
+
+    def block_sum_many(self, archs) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return super().block_sum_many(archs)

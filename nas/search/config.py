@@ -78,6 +78,8 @@ class SearchConfig:
     measure_threads: int | None = setting(None, POSITIVE_INT, optional=True,
                                           help="override the device's thread count when measuring")
     allow_foreign_table: bool = setting(False, FLAG)
+    forbid_fallback: bool = setting(False, FLAG, help="never pick a network that uses a unit which fell back from "
+                                                      "the accelerator to the CPU on the target")
     overwrite: bool = setting(False, FLAG)
     seed: int = setting(0, WHOLE)
     threads: int | None = setting(None, POSITIVE_INT, optional=True,
@@ -129,7 +131,10 @@ class SearchConfig:
         strategy that runs, defaults included); with the content of the supernet and of the table, what a
         run folder's results are of (``run.json``)."""
         options = {n: dataclasses.asdict(self.options_of(n)) for n in self.strategies}
-        return {k: options if k == "strategy_options" else getattr(self, k) for k in self.IDENTITY}
+        out = {k: options if k == "strategy_options" else getattr(self, k) for k in self.IDENTITY}
+        if self.forbid_fallback:                 # only when set: folders of searches without it still resume
+            out["forbid_fallback"] = True
+        return out
 
     @property
     def strategies(self) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ from nas.training import TrainConfig, train
 from nas.training.config import default_space
 from profilers.devices import DeviceError, get_device
 from profilers.tables.meta import TableMeta
-from profilers.tables.table import LatencyTable, host_tables_dir, locate
+from profilers.tables.table import COMPUTE_COLUMN, LatencyTable, fallbacks, host_tables_dir, locate
 
 __all__ = ["DEFAULT_SUPERNET", "Setup", "resolve_supernet", "target_names", "claim_outputs", "build_setup",
            "supernet_digest", "table_identity"]
@@ -115,7 +115,23 @@ def _load_predictor(config: SearchConfig) -> tuple[LatencyTable, LatencyPredicto
     path, probed = _prepare_table(config)     # before any training: a missing table is the first thing to say
     table = LatencyTable.read(path)
     table.verify_host(probe=_rank0() and not probed, allow_foreign=config.allow_foreign_table or None)
-    return table, LatencyPredictor.of_table(table)
+    pred = LatencyPredictor.of_table(table)
+    return table, forbid_fallbacks(table, pred) if config.forbid_fallback else pred
+
+
+def forbid_fallbacks(table: LatencyTable, pred: LatencyPredictor) -> LatencyPredictor:
+    """``pred`` with the units that fell back from the accelerator to the CPU on the table's device priced at
+    infinity (``--forbid-fallback``): a :class:`SearchError` for a table that records no compute units."""
+    if COMPUTE_COLUMN not in table.rows or not table.rows[COMPUTE_COLUMN].astype(bool).any():
+        raise SearchError(f"--forbid-fallback needs the compute units each unit ran on, which {table.path} does not "
+                          f"record: measure the target on an iPhone (python -m profilers.coreml --team-id) or on "
+                          f"Qualcomm AI Hub (python -m profilers.aihub)")
+    fell = fallbacks(table.rows)
+    if _rank0():
+        log.info("--forbid-fallback: %d unit(s) fell back to the CPU on %s; no network using one is picked%s",
+                 len(fell), table.meta.device.name, f" ({', '.join(sorted(fell)[:5])}{', ...' if len(fell) > 5 else ''})"
+                 if fell else "")
+    return pred.forbidding(fell)
 
 
 def table_identity(table: LatencyTable) -> dict:

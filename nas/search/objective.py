@@ -8,6 +8,7 @@ the evaluation budget the strategies are compared on. A :class:`Budget` holds th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -122,8 +123,9 @@ class Budget:
         return self.params is None and self.latency_ms is None
 
     def allows(self, params: float, latency_ms: float) -> bool:
-        """True when a network of ``params`` parameters and ``latency_ms`` predicted latency fits."""
-        return ((self.params is None or params <= self.params)
+        """True when a network of ``params`` parameters and ``latency_ms`` predicted latency fits (an infinite
+        latency, a network on a forbidden unit, never does)."""
+        return (latency_ms < math.inf and (self.params is None or params <= self.params)
                 and (self.latency_ms is None or latency_ms <= self.latency_ms))
 
     def within(self, ev: Evaluation) -> bool:

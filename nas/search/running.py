@@ -5,10 +5,12 @@ objective every strategy sees, and each strategy's run with its files (``{strate
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas.latency.predictor import LatencyPredictor
 from nas.search.base import SEARCH_WIDE, SearchError, SearchOutcome, SearchStrategy, strategy_class
 from nas.search.cache import EvaluationCache
 from nas.search.config import DEFAULT_EVALS, SearchConfig
@@ -29,7 +31,10 @@ def search_budgets(config: SearchConfig, setup: Setup, s0: Arch | None) -> dict:
     if budgets["params_m"] is None and budgets["latency_ms"] is None:
         if s0 is None:
             raise SearchError("give --params-budget or --latency-budget (S0 is not in this space)")
-        budgets["latency_ms"] = round(float(setup.pred.predict(s0)), 4)
+        latency = setup.pred.predict(s0)
+        if latency == math.inf:          # S0 runs on a forbidden unit: its latency as measured is still the bar
+            latency = LatencyPredictor.of_table(setup.table).for_space(setup.space).predict(s0)
+        budgets["latency_ms"] = round(float(latency), 4)
     return budgets
 
 
