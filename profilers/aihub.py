@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 COMPUTE_UNITS = ("npu", "gpu", "cpu", "all")
 #: timed inferences per protocol round, when the protocol does not fix ``runs``
 RUNS_PER_ROUND = 20
+#: units in flight on AI Hub at once by default (benchmarks/device_plan.py: enough for a whole-space table within
+#: 30 minutes at its assumed job times)
+MAX_JOBS = 16
 #: seconds between two reads of a job's status (qai-hub's own ``Job.wait`` polls every 10 s)
 POLL_S = 10.0
 
@@ -76,7 +79,7 @@ class AIHubProfiler(Profiler):
     suffix = ".onnx"
     Options = AIHubOptions
 
-    def __init__(self, *a, max_jobs: int = 8, retry_failed: bool = False, poll_s: float | None = None, client=None,
+    def __init__(self, *a, max_jobs: int = MAX_JOBS, retry_failed: bool = False, poll_s: float | None = None, client=None,
                  **kw):
         super().__init__(*a, **kw)
         self.max_jobs, self.retry_failed = int(max_jobs), bool(retry_failed)
@@ -99,7 +102,7 @@ class AIHubProfiler(Profiler):
 
     @classmethod
     def add_arguments(cls, ap):
-        ap.add_argument("--max-jobs", type=positive_int, default=8, help="units in flight on AI Hub at once "
+        ap.add_argument("--max-jobs", type=positive_int, default=MAX_JOBS, help="units in flight on AI Hub at once "
                                                                           "(default: %(default)s)")
         ap.add_argument("--retry-failed", action="store_true", help="submit again the units whose jobs failed "
                                                                     "in an earlier run")
