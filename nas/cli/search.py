@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--allow-foreign-table", action="store_true",
                     help="use a local device's table measured on another host anyway (loud warning); by default "
                          "such a table is an error, and this host's table is measured on first use")
+    ap.add_argument("--no-rescale", action="store_true",
+                    help="predict at the level of the table's calibration, without timing this host's reference "
+                         "networks first (by default a local target's predictions follow its speed now)")
     ap.add_argument("--forbid-fallback", action="store_true",
                     help="never pick a network that uses a unit which fell back from the accelerator (Neural "
                          "Engine, NPU, GPU) to the CPU on the target (the table's compute_units column; python -m "
@@ -183,7 +186,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         evals=args.evals, heldout=args.heldout, final_heldout=args.final_heldout, calib_batches=args.calib_batches,
         batch_size=args.batch_size, out_dir=args.out_dir, export=args.export,
         formats=args.formats, measure=args.measure, measure_threads=args.measure_threads,
-        allow_foreign_table=args.allow_foreign_table, forbid_fallback=args.forbid_fallback, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
+        allow_foreign_table=args.allow_foreign_table, forbid_fallback=args.forbid_fallback, rescale=not args.no_rescale, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
         progress=not args.no_progress, plot=not args.no_plot)
 
 

@@ -20,6 +20,7 @@ no prediction can be zero or negative, nor stray far from what was measured, wha
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,9 @@ class Calibration:
     archs: list = field(default_factory=list)
     measured_ms: list = field(default_factory=list)
     group_sums: list = field(default_factory=list)
+    #: the reference networks timed right after the calibration networks (:mod:`nas.latency.host_factor`):
+    #: ``names``, ``archs``, ``p50_ms`` (the median over the passes), ``passes``, ``img_size``, ``num_classes``
+    reference: dict = field(default_factory=dict)
 
     # -- use ------------------------------------------------------------------------------------
     def apply(self, groups) -> np.ndarray | float:
@@ -177,6 +181,16 @@ class Calibration:
         }
         return cal
 
+    def scaled(self, factor: float) -> "Calibration":
+        """This map with every prediction multiplied by ``factor`` (coefficients and band alike, so the clip
+        scales too): this host's speed now against its calibration (:mod:`nas.latency.host_factor`)."""
+        k = float(factor)
+        if not (math.isfinite(k) and k > 0):
+            raise ValueError(f"a host factor must be a finite positive number, got {factor!r}")
+        return dataclasses.replace(self, coef=tuple(c * k for c in self.coef), band=(self.band[0] * k,
+                                                                                   self.band[1] * k),
+                                   report={**self.report, "scaled_by": k})
+
     def describe(self) -> str:
         """The fitted formula in words."""
         c = self.coef
@@ -192,7 +206,8 @@ class Calibration:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "model": self.model, "groups": list(GROUPS), "coef": list(self.coef),
                 "band": list(self.band), "formula": self.describe(), "n": self.n, "report": self.report,
-                "archs": self.archs, "measured_ms": self.measured_ms, "group_sums": self.group_sums}
+                "archs": self.archs, "measured_ms": self.measured_ms, "group_sums": self.group_sums,
+                **({"reference": self.reference} if self.reference else {})}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "calibration") -> "Calibration":
@@ -217,8 +232,15 @@ class Calibration:
                                    f"got {list(coef)}; fit it again with python -m nas.calibrate")
         if len(band) != 2 or not (0 < band[0] <= band[1] and math.isfinite(band[1])):
             raise CalibrationError(f"{source}: 'band' must be [lo, hi] with 0 < lo <= hi, got {list(band)}")
+        ref = d.get("reference") or {}
+        if ref and not (isinstance(ref, dict) and len(ref.get("names", [])) == len(ref.get("archs", [])) ==
+                        len(ref.get("p50_ms", [])) > 0 and all(isinstance(v, (int, float)) and v > 0
+                                                                for v in ref["p50_ms"])
+                        and isinstance(ref.get("img_size"), int) and isinstance(ref.get("num_classes"), int)):
+            raise CalibrationError(f"{source}: 'reference' must hold names, archs and positive p50_ms of the same "
+                                   f"length, img_size and num_classes; fit it again with python -m nas.calibrate")
         return cls(model, coef, band, int(d.get("n", 0)), dict(d.get("report", {})), list(d.get("archs", [])),
-                   list(d.get("measured_ms", [])), list(d.get("group_sums", [])))
+                   list(d.get("measured_ms", [])), list(d.get("group_sums", [])), dict(ref))
 
 
 def load_calibration(path: str | Path) -> Calibration:

@@ -19,6 +19,7 @@ import numpy as np
 from nas.core.files import atomic_write_text, claim_output, exclusive
 from nas.core.values import NONNEGATIVE_INT, POSITIVE_INT, WHOLE
 from nas.latency.calibration import Calibration, CalibrationError, calibration_path
+from nas.latency.host_factor import reference_networks, time_references
 from nas.latency.networks import measure_archs, table_key, table_profiler
 from nas.latency.predictor import LatencyPredictor, MissingLatencyError
 from nas.space.arch import Arch
@@ -97,8 +98,19 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
                              probe_reference=table.meta.probe_p50, progress=progress)
         groups = np.array([pred.group_sums(a)[0] for a in archs])
         cal = Calibration.fit(groups, rows["p50_ms"].to_numpy(), archs=[a.to_dict() for a in archs])
+        if table.meta.local:          # this host's speed now, for predictions that follow it later
+            cal.reference = _time_reference(profiler, pred)
         atomic_write_text(calibration_path(path), json.dumps(cal.to_dict(), indent=1))
     return cal
+
+
+def _time_reference(profiler, pred: LatencyPredictor) -> dict:
+    """The reference networks timed right after the calibration networks (:mod:`nas.latency.host_factor`)."""
+    refs = reference_networks(pred.space)
+    passes = time_references(profiler, refs, pred.img_size, pred.num_classes)
+    p50 = [float(np.exp(np.mean([np.log(p[name]) for p in passes]))) for name, _ in refs]
+    return {"names": [n for n, _ in refs], "archs": [a.to_dict() for _, a in refs], "p50_ms": p50,
+            "passes": passes, "img_size": pred.img_size, "num_classes": pred.num_classes}
 
 
 def format_report(cal: Calibration) -> str:
@@ -109,4 +121,5 @@ def format_report(cal: Calibration) -> str:
         f"leave-one-out MAPE per model: {loo}   (the simplest within 10% of the best is kept)",
         f"sum of blocks alone: MAPE {r['uncalibrated_mape_pct']:.2f}% (bias {r['uncalibrated_bias_pct']:+.2f}%)",
         f"calibrated fit:      MAPE {r['calibrated_mape_pct']:.2f}% (max {r['calibrated_max_abs_err_pct']:.2f}%)",
-    ])
+    ] + (["reference networks for the host factor: " + ", ".join(
+        f"{n} {v:.3f} ms" for n, v in zip(cal.reference["names"], cal.reference["p50_ms"]))] if cal.reference else []))

@@ -15,6 +15,7 @@ prices it with a per-kind linear model over the unit's features, fitted on the t
 """
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 from typing import Iterable
@@ -325,6 +326,9 @@ class LatencyPredictor:
         self.fallback = fallback
         self.mes_fn = mes or MES()
         self.source = source
+        #: this host's speed when the predictor was made against its calibration, where it was measured
+        #: (``from_table(..., rescale="now")``; a :class:`nas.latency.host_factor.HostFactor`), else None
+        self.host_factor = None
         if hasattr(table, "columns"):
             col = "p50_ms" if "p50_ms" in table.columns else table.columns[0]
             self.table = {str(k): float(v) for k, v in table[col].items()}
@@ -338,7 +342,7 @@ class LatencyPredictor:
                    fallback: str = "error", space: SearchSpace | str | None = None,
                    img_size: int | None = None, num_classes: int | None = None,
                    calibrated: bool = True, verify: str = "fingerprint",
-                   allow_foreign: bool | None = None) -> "LatencyPredictor":
+                   allow_foreign: bool | None = None, rescale: str = "off") -> "LatencyPredictor":
         """Load a table by path or by device name.
 
         A device name resolves as :func:`profilers.tables.table.locate` says: a device with a ``local``
@@ -351,12 +355,23 @@ class LatencyPredictor:
         the probe units (seconds), ``"none"`` skips both. A mismatch raises
         :class:`profilers.tables.table.ForeignTableError` naming the command that profiles this host, unless
         ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
+
+        ``rescale="now"`` (a calibrated table of a ``local`` device) times the calibration's reference networks
+        again, a second or two, and scales every prediction by this host's speed now against then when the
+        readings are steady (:mod:`nas.latency.host_factor`; what it found is :attr:`host_factor`); ``"off"``
+        (default) predicts at the calibration's level.
         """
+        if rescale not in ("off", "now"):
+            raise ValueError(f"rescale must be 'off' or 'now', got {rescale!r}")
         table = LatencyTable.read(path_or_device, runtime, root)
         if verify != "none":
             table.verify_host(probe=(verify == "probe"), allow_foreign=allow_foreign)
-        return cls.of_table(table, fallback=fallback, space=space, img_size=img_size, num_classes=num_classes,
+        pred = cls.of_table(table, fallback=fallback, space=space, img_size=img_size, num_classes=num_classes,
                             calibrated=calibrated)
+        if rescale == "now":     # timing networks needs torch and a runtime, predicting does not: imported here
+            host_factor = importlib.import_module("nas.latency.host_factor")
+            pred, pred.host_factor = host_factor.rescale_now(table, pred, allow_foreign=allow_foreign)
+        return pred
 
     @classmethod
     def of_table(cls, table: LatencyTable, *, fallback: str = "error", space: SearchSpace | str | None = None,
@@ -377,6 +392,15 @@ class LatencyPredictor:
         whose units the table may or may not hold: :meth:`missing_keys` says)."""
         return type(self)(self.table, space, self.img_size, self.num_classes, self.calibration, self.fallback,
                           self.meta, self.mes_fn, self.source)
+
+    def rescaled(self, factor: float) -> "LatencyPredictor":
+        """The same predictor with every prediction multiplied by ``factor`` (this host's speed now against
+        its calibration: :mod:`nas.latency.host_factor`); needs a calibration. Costs nothing per prediction:
+        the calibration's coefficients carry it."""
+        if self.calibration is None:
+            raise ValueError("only a calibrated predictor is rescaled: run python -m nas.calibrate")
+        return type(self)(self.table, self.space, self.img_size, self.num_classes, self.calibration.scaled(factor),
+                          self.fallback, self.meta, self.mes_fn, self.source)
 
     def forbidding(self, keys) -> "LatencyPredictor":
         """The same table, calibration and settings with the units ``keys`` priced at infinity: a network that

@@ -78,6 +78,8 @@ class SearchConfig:
     measure_threads: int | None = setting(None, POSITIVE_INT, optional=True,
                                           help="override the device's thread count when measuring")
     allow_foreign_table: bool = setting(False, FLAG)
+    rescale: bool = setting(True, FLAG, help="scale predictions by this host's speed now against its table's "
+                                             "calibration (local targets; a second or two at the start)")
     forbid_fallback: bool = setting(False, FLAG, help="never pick a network that uses a unit which fell back from "
                                                       "the accelerator to the CPU on the target")
     overwrite: bool = setting(False, FLAG)

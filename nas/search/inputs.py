@@ -20,6 +20,7 @@ from nas.data.datasets import FMNIST_INSTALL
 from nas.data.folder import open_dataset
 from nas.latency.calibration import calibration_path
 from nas.latency.first_use import ensure_local_table
+from nas.latency.host_factor import rescale_now
 from nas.latency.predictor import LatencyPredictor
 from nas.search.base import SearchError
 from nas.search.config import SearchConfig
@@ -116,7 +117,13 @@ def _load_predictor(config: SearchConfig) -> tuple[LatencyTable, LatencyPredicto
     table = LatencyTable.read(path)
     table.verify_host(probe=_rank0() and not probed, allow_foreign=config.allow_foreign_table or None)
     pred = LatencyPredictor.of_table(table)
-    return table, forbid_fallbacks(table, pred) if config.forbid_fallback else pred
+    if config.rescale and _rank0():                 # the strategies run on rank 0: it alone prices networks
+        pred, pred.host_factor = rescale_now(table, pred, allow_foreign=config.allow_foreign_table or None)
+    if config.forbid_fallback:
+        factor = pred.host_factor
+        pred = forbid_fallbacks(table, pred)
+        pred.host_factor = factor
+    return table, pred
 
 
 def forbid_fallbacks(table: LatencyTable, pred: LatencyPredictor) -> LatencyPredictor:

@@ -95,6 +95,8 @@ def _run(run: SearchRun, s0) -> dict:
              f"{setup.space.name}, {setup.meta.get('dataset')} at {setup.net.img_size} px, step "
              f"{setup.meta.get('step')}); accuracy on {setup.evaluator.num_heldout} held-out images; "
              f"{setup.world} process(es)")
+    if pred.host_factor is not None:
+        log.info(f"Host speed: {pred.host_factor.describe()}")
     log.info("Budgets: " + ", ".join(f"{k} <= {v}" for k, v in run.budgets.items() if v is not None)
              + (f"   (S0: {pred.predict(s0):.3f} ms, {pred.params(s0) / 1e6:.3f} M params)" if s0 else ""))
     reference = None
@@ -114,6 +116,8 @@ def _run(run: SearchRun, s0) -> dict:
                      final_heldout=setup.final.num_heldout if setup.final is not None else 0,
                      processes=setup.world, outcomes=outcomes, reference=reference, stderr=stderr, final=final,
                      signal=signal(outcomes, stderr))
+    if pred.host_factor is not None:
+        result["host_factor"] = pred.host_factor.to_dict()
     log_signal(result["signal"], n)
     if len(outcomes) > 1:
         write_comparison(outcomes, out, run.budgets, run.title, stderr=stderr, final=final,
