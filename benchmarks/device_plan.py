@@ -52,7 +52,8 @@ def iphone_plan(units: int, protocol: Protocol, load_s: float, unit_ms: float) -
 def aihub_plan(units: int, protocol: Protocol, max_jobs: int, compile_s: float, profile_s: float) -> dict:
     waves = math.ceil(units / max_jobs)
     per_wave = compile_s + profile_s
-    return {"jobs": 2 * units, "waves": waves, "iterations_per_unit": protocol.rounds * (protocol.runs or RUNS_PER_ROUND),
+    iterations = protocol.rounds * (protocol.runs or RUNS_PER_ROUND)
+    return {"jobs": 2 * units, "waves": waves, "iterations_per_unit": iterations,
             "seconds": waves * per_wave, "calibration_seconds": math.ceil(CALIBRATION_NETWORKS / max_jobs) * per_wave,
             "target_s": AIHUB_TARGET_S, "max_jobs_for_target": math.ceil(units / max(1, AIHUB_TARGET_S // per_wave))}
 

@@ -79,8 +79,8 @@ class AIHubProfiler(Profiler):
     suffix = ".onnx"
     Options = AIHubOptions
 
-    def __init__(self, *a, max_jobs: int = MAX_JOBS, retry_failed: bool = False, poll_s: float | None = None, client=None,
-                 **kw):
+    def __init__(self, *a, max_jobs: int = MAX_JOBS, retry_failed: bool = False, poll_s: float | None = None,
+                 client=None, **kw):
         super().__init__(*a, **kw)
         self.max_jobs, self.retry_failed = int(max_jobs), bool(retry_failed)
         self.poll_s = float(POLL_S if poll_s is None else poll_s)

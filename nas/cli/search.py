@@ -186,7 +186,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         evals=args.evals, heldout=args.heldout, final_heldout=args.final_heldout, calib_batches=args.calib_batches,
         batch_size=args.batch_size, out_dir=args.out_dir, export=args.export,
         formats=args.formats, measure=args.measure, measure_threads=args.measure_threads,
-        allow_foreign_table=args.allow_foreign_table, forbid_fallback=args.forbid_fallback, rescale=not args.no_rescale, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
+        allow_foreign_table=args.allow_foreign_table, rescale=not args.no_rescale,
+        forbid_fallback=args.forbid_fallback, overwrite=args.overwrite, seed=args.seed, threads=args.threads,
         progress=not args.no_progress, plot=not args.no_plot)
 
 

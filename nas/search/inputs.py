@@ -135,9 +135,9 @@ def forbid_fallbacks(table: LatencyTable, pred: LatencyPredictor) -> LatencyPred
                           f"Qualcomm AI Hub (python -m profilers.aihub)")
     fell = fallbacks(table.rows)
     if _rank0():
+        some = f" ({', '.join(sorted(fell)[:5])}{', ...' if len(fell) > 5 else ''})" if fell else ""
         log.info("--forbid-fallback: %d unit(s) fell back to the CPU on %s; no network using one is picked%s",
-                 len(fell), table.meta.device.name, f" ({', '.join(sorted(fell)[:5])}{', ...' if len(fell) > 5 else ''})"
-                 if fell else "")
+                 len(fell), table.meta.device.name, some)
     return pred.forbidding(fell)
 
 

@@ -33,7 +33,9 @@ def search_budgets(config: SearchConfig, setup: Setup, s0: Arch | None) -> dict:
             raise SearchError("give --params-budget or --latency-budget (S0 is not in this space)")
         latency = setup.pred.predict(s0)
         if latency == math.inf:          # S0 runs on a forbidden unit: its latency as measured is still the bar
-            latency = LatencyPredictor.of_table(setup.table).for_space(setup.space).predict(s0)
+            hf = setup.pred.host_factor
+            latency = LatencyPredictor.of_table(setup.table).for_space(setup.space).predict(s0) * \
+                (hf.factor if hf is not None and hf.applied else 1.0)
         budgets["latency_ms"] = round(float(latency), 4)
     return budgets
 
