@@ -4,8 +4,8 @@ A shared host's speed moves 5-15 % within minutes, and every unit of a network f
 predictor's *shape* holds while its *level* is whatever the host's speed was at calibration. The calibration
 (``python -m nas.calibrate``) therefore times a few **reference networks** (:func:`reference_networks`: S0
 where the space holds it, and the space's smallest network) right after its calibration networks, in the
-same run, with :func:`time_references`. Before predicting, a local target times them again the same way (a
-second or two on a CPU): :func:`measure_host_factor` gives the ratio now / then per pass over them; when the
+same run, with :func:`time_references`. Before predicting, a local target times them again the same way (a few
+seconds on a CPU): :func:`measure_host_factor` gives the ratio now / then per pass over them; when the
 passes agree (within :data:`STEADY`) the host was steadily that much faster or slower and every prediction
 is scaled by it (:meth:`nas.latency.predictor.LatencyPredictor.rescaled`); when they disagree the host's
 speed was moving and nothing is scaled. Beyond :data:`FOREIGN` the table is not this host's as it runs now:

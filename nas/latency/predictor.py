@@ -357,7 +357,7 @@ class LatencyPredictor:
         ``allow_foreign`` (or ``EFFV2_ALLOW_FOREIGN_TABLE=1``) turns it into a loud warning.
 
         ``rescale="now"`` (a calibrated table of a ``local`` device) times the calibration's reference networks
-        again, a second or two, and scales every prediction by this host's speed now against then when the
+        again (a few seconds), and scales every prediction by this host's speed now against then when the
         readings are steady (:mod:`nas.latency.host_factor`; what it found is :attr:`host_factor`); ``"off"``
         (default) predicts at the calibration's level.
         """

@@ -79,7 +79,7 @@ class SearchConfig:
                                           help="override the device's thread count when measuring")
     allow_foreign_table: bool = setting(False, FLAG)
     rescale: bool = setting(True, FLAG, help="scale predictions by this host's speed now against its table's "
-                                             "calibration (local targets; a second or two at the start)")
+                                             "calibration (local targets; a few seconds at the start)")
     forbid_fallback: bool = setting(False, FLAG, help="never pick a network that uses a unit which fell back from "
                                                       "the accelerator to the CPU on the target")
     overwrite: bool = setting(False, FLAG)
