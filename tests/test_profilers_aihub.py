@@ -165,3 +165,12 @@ def test_units_that_fell_back_to_the_cpu_are_reported_and_can_be_kept_out_of_the
         forbid_fallbacks(LatencyTable.read(cpu), pred)
     assert "forbid_fallback" not in SearchConfig().identity()       # earlier searches' folders still resume
     assert SearchConfig(forbid_fallback=True).identity()["forbid_fallback"] is True
+
+
+def test_an_unreadable_job_ledger_is_named_in_one_line(hub, tmp_path, capsys):
+    out = tmp_path / "s24.csv"
+    ledger_path(out).write_text("{not json")
+    assert aihub.main(_args(out, "--limit", "2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(ledger_path(out)) in err and "move it away" in err
+    assert not hub.submitted
