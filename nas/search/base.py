@@ -33,14 +33,12 @@ A strategy defined elsewhere is registered when its module is imported.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 from nas.core.errors import UserError
+from nas.core.plugins import Discovery, check_free
 from nas.core.values import TEXT, WHOLE, Rule, check_settings, setting
 from nas.search.objective import Budget, Evaluation, Objective, Step
 from nas.space.spaces import SearchSpace
@@ -208,7 +206,8 @@ class SearchStrategy(ABC):
 
 S = TypeVar("S", bound=type)
 _REGISTRY: dict[str, type[SearchStrategy]] = {}
-_discovered = False
+#: imports every public module of this package once, so that the strategies they define register
+_discover = Discovery(__name__.rpartition(".")[0])
 
 
 def register_strategy(cls: S) -> S:
@@ -223,27 +222,9 @@ def register_strategy(cls: S) -> S:
     if set(cls.takes) - set(SEARCH_WIDE):
         raise ValueError(f"{cls.__qualname__}.takes names {sorted(set(cls.takes) - set(SEARCH_WIDE))}; the "
                          f"search-wide values are {', '.join(SEARCH_WIDE)}")
-    old = _REGISTRY.get(cls.name)
-    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"search strategy {cls.name!r} is already {old.__module__}.{old.__qualname__}")
+    check_free(_REGISTRY.get(cls.name), cls.name, cls, "search strategy")
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def _discover() -> None:
-    """Import every public module of this package once, so that the strategies they define register."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    package = __name__.rpartition(".")[0]
-    try:
-        for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{package}.{info.name}")
-    except BaseException:
-        _discovered = False
-        raise
 
 
 def list_strategies() -> list[str]:
