@@ -394,6 +394,12 @@ class _Runner:
         e = self.ledger.get(key)
         return UnitOutcome(key, e.get("compile_job_id"), e.get("profile_job_id"), None, _one_line(message), stage)
 
+    def job_failed(self, key, stage, status) -> UnitOutcome:
+        """A job that ended without success: kept as failed in the ledger, reported with AI Hub's message."""
+        message = status.message or status.code
+        self.ledger.record(key, status="failed", failed_stage=stage, message=_one_line(message))
+        return self.fail(key, stage, message)
+
     def run(self, key: str, model: Path, input_specs) -> UnitOutcome:
         e = self.ledger.get(key)
         stage = "submit"
@@ -415,9 +421,7 @@ class _Runner:
                 stage = "compile"
                 st = self.wait(cjob)
                 if not st.success:
-                    self.ledger.record(key, status="failed", failed_stage="compile",
-                                       message=_one_line(st.message or st.code))
-                    return self.fail(key, "compile", st.message or st.code)
+                    return self.job_failed(key, "compile", st)
                 target = cjob.get_target_model()
                 stage = "submit"
                 self.check()
@@ -428,9 +432,7 @@ class _Runner:
             stage = "profile"
             st = self.wait(pjob)
             if not st.success:
-                self.ledger.record(key, status="failed", failed_stage="profile",
-                                   message=_one_line(st.message or st.code))
-                return self.fail(key, "profile", st.message or st.code)
+                return self.job_failed(key, "profile", st)
             result = parse_profile(pjob.download_profile())
             self.ledger.record(key, status="done")
             e = self.ledger.get(key)
