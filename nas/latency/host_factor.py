@@ -26,9 +26,8 @@ from pathlib import Path
 
 import torch
 
-from models.efficientformer_v2 import EfficientFormerV2
 from nas.latency.calibration import Calibration
-from nas.latency.networks import table_profiler
+from nas.latency.networks import network_builder, table_profiler
 from nas.space.arch import Arch
 from nas.space.spaces import SearchSpace
 from profilers.tables.table import ALLOW_ENV, ForeignTableError, ForeignTableWarning
@@ -50,14 +49,18 @@ PASSES = 2
 @dataclass(frozen=True)
 class HostFactor:
     """This host's speed now against its calibration: ``factor`` (now / then, the geometric mean of the
-    passes' ``readings``; >1: slower now), whether the passes agreed (``steady``) and so whether predictions
-    were scaled by it (``applied``), the reference ``networks`` and the ``seconds`` it took."""
+    passes' ``readings``; >1: slower now), whether the passes agreed (``steady``), the reference ``networks``
+    and the ``seconds`` it took."""
     factor: float
     readings: tuple[float, ...]
     networks: tuple[str, ...]
     steady: bool
-    applied: bool
     seconds: float
+
+    @property
+    def applied(self) -> bool:
+        """Whether predictions are scaled by it: when the passes agreed."""
+        return self.steady
 
     def describe(self) -> str:
         how = "slower" if self.factor >= 1 else "faster"
@@ -70,7 +73,8 @@ class HostFactor:
                 + (f": predictions scaled by {self.factor:.3f}" if self.applied else ""))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "readings": list(self.readings), "networks": list(self.networks)}
+        return {**asdict(self), "readings": list(self.readings), "networks": list(self.networks),
+                "applied": self.applied}
 
 
 def reference_networks(space: SearchSpace) -> list[tuple[str, Arch]]:
@@ -85,13 +89,12 @@ def time_references(profiler, refs: list[tuple[str, Arch]], img_size: int, num_c
                     passes: int = PASSES) -> list[dict[str, float]]:
     """Median latency (ms) of every reference network in each of ``passes`` passes, timed with ``profiler``'s
     protocol on its cores: exported and loaded once, then the passes one after the other."""
-    shape = (1, 3, img_size, img_size)
     with tempfile.TemporaryDirectory(prefix="effv2-host-factor-") as tmp, pinned(profiler.cpus):
         runners = {}
         for name, arch in refs:
             torch.manual_seed(0)
-            net = EfficientFormerV2(arch.net_config(num_classes), img_size=img_size).eval()
-            path = profiler.export(net, shape, Path(tmp) / f"ref{len(runners)}{profiler.suffix}")
+            net, shape = network_builder(arch, img_size, num_classes)()
+            path = profiler.export(net.eval(), shape, Path(tmp) / f"ref{len(runners)}{profiler.suffix}")
             loaded = profiler.load(path, shape)
             if loaded is None:
                 raise ValueError(f"{profiler.name} on {profiler.device.name} times networks elsewhere: no host "
@@ -126,7 +129,7 @@ def measure_host_factor(table, calibration: Calibration, *, threads: int | None 
     readings = tuple(round(_reading(then, p), 4) for p in passes)
     factor = math.exp(sum(map(math.log, readings)) / len(readings))
     steady = max(readings) / min(readings) - 1 <= STEADY
-    hf = HostFactor(round(factor, 4), readings, tuple(then), steady, steady, round(time.perf_counter() - t0, 2))
+    hf = HostFactor(round(factor, 4), readings, tuple(then), steady, round(time.perf_counter() - t0, 2))
     if steady and abs(math.log(factor)) > math.log1p(FOREIGN):
         msg = (f"latency table {table.path} does not describe this host as it runs now: {hf.describe()}, beyond "
                f"{FOREIGN * 100:.0f} %. Another machine, or one much busier than at calibration: profile it again "

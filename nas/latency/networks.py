@@ -28,7 +28,7 @@ from profilers.tables.table import LatencyTable
 from profilers.timing.batch import measure_batches
 from profilers.timing.host import host_id
 
-__all__ = ["table_profiler", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv",
+__all__ = ["table_profiler", "network_builder", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv",
            "COLUMNS"]
 
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
@@ -79,6 +79,12 @@ def _record(journal: Journal, line: int, r: dict) -> dict:
     return out
 
 
+def network_builder(arch: Arch, img_size: int = 224, num_classes: int = 1000):
+    """A builder of ``arch``'s whole network (``() -> (module, input_shape)``, batch 1), as
+    :mod:`profilers.timing.batch` takes them: built only when its turn comes."""
+    return lambda: (EfficientFormerV2(arch.net_config(num_classes), img_size=img_size), (1, 3, img_size, img_size))
+
+
 def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str, img_size: int = 224,
                   num_classes: int = 1000, desc: str = "measuring networks", *, table: dict | None = None,
                   probe_reference: dict | None = None, progress: bool = True,
@@ -100,14 +106,10 @@ def measure_archs(archs: Sequence[Arch], profiler, folder: str | Path, stem: str
     done = {r["arch"] for r in journal.records()}
     todo = [a for a in archs if a.to_json() not in done]
     if todo:
-        def build(arch):
-            return lambda: (EfficientFormerV2(arch.net_config(num_classes), img_size=img_size),
-                            (1, 3, img_size, img_size))
-
         profiler.writes_to(journal.path)
         probe = unit_builders(probe_units()) if profiler.device.local else None   # the probe: this host's speed
         with journal:
-            for batch in measure_batches(profiler, [(a.to_json(), build(a)) for a in todo], probe, probe_reference,
+            for batch in measure_batches(profiler, [(a.to_json(), network_builder(a, img_size, num_classes)) for a in todo], probe, probe_reference,
                                          batch_size=batch_size, progress=progress, desc=desc,
                                          correct_drift=correct_drift):
                 for key, st in batch.stats.items():

@@ -117,12 +117,10 @@ def _load_predictor(config: SearchConfig) -> tuple[LatencyTable, LatencyPredicto
     table = LatencyTable.read(path)
     table.verify_host(probe=_rank0() and not probed, allow_foreign=config.allow_foreign_table or None)
     pred = LatencyPredictor.of_table(table)
+    if config.forbid_fallback:
+        pred = forbid_fallbacks(table, pred)
     if config.rescale and _rank0():                 # the strategies run on rank 0: it alone prices networks
         pred, pred.host_factor = rescale_now(table, pred, allow_foreign=config.allow_foreign_table or None)
-    if config.forbid_fallback:
-        factor = pred.host_factor
-        pred = forbid_fallbacks(table, pred)
-        pred.host_factor = factor
     return table, pred
 
 
