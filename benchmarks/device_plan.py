@@ -37,8 +37,8 @@ from profilers.devices import list_devices  # noqa: E402
 from profilers.timing.protocol import Protocol  # noqa: E402
 
 IPHONE_TARGET_S, AIHUB_TARGET_S = 15 * 60.0, 30 * 60.0
-#: networks nas.calibrate times by default (S0, S1, S2, L and 8 more)
-CALIBRATION_NETWORKS = 12
+#: networks nas.calibrate times by default (S0, S1, S2, L, 8 that span the space and 8 uniformly random subnets)
+CALIBRATION_NETWORKS = 20
 
 
 def iphone_plan(units: int, protocol: Protocol, load_s: float, unit_ms: float) -> dict:

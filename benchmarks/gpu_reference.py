@@ -11,7 +11,8 @@ where it stopped):
 
 1. the whole space with ``profilers.torch`` on ``--device`` (``h200``: fp16, CUDA graph replay, batch 1),
    in chunks of one interleaved batch, so the budget is checked between chunks;
-2. ``nas.calibrate`` on that table (S0/S1/S2/L and ``--calib-random`` random subnets end to end);
+2. ``nas.calibrate`` on that table (S0/S1/S2/L, ``--calib-random`` networks from its smallest to its largest
+   and 8 uniformly random subnets, end to end);
 3. ``nas.validate`` on it (``--n`` held-out random subnets end to end, ``--repeat`` of them twice);
 4. the same space on ``--batch-device`` (``h200-b64``: batch 64), then its calibration and validation.
 
@@ -124,7 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--num-classes", type=int, default=1000)
     ap.add_argument("--n", type=int, default=50, help="validation subnets (default 50)")
     ap.add_argument("--repeat", type=int, default=10, help="of them measured twice (default 10)")
-    ap.add_argument("--calib-random", type=int, default=8, help="random subnets in the calibration (default 8)")
+    ap.add_argument("--calib-random", type=int, default=8, help="networks from the smallest to the largest in the calibration, besides "
+                         "S0/S1/S2/L and 8 uniformly random subnets (default 8)")
     ap.add_argument("--budget-s", type=float, default=480.0, help="start no stage after this many seconds")
     ap.add_argument("--chunk", type=int, default=2 * DEFAULT_BATCH,
                     help="units profiled between two looks at the budget (default %(default)s)")

@@ -7,7 +7,7 @@ import pytest
 
 from nas.space.units import arch_units, space_units
 from nas.space.metrics import MES, count_params
-from nas.latency.calibration_run import calibration_archs
+from nas.latency.calibration_run import N_UNIFORM, calibration_archs
 from nas.latency.predictor import Calibration, LatencyPredictor, MissingLatencyError
 from nas.space.arch import ArchError
 from nas.space.spaces import CPU_SPACE, DEFAULT_SPACE, TINY_SPACE, SearchSpace, get_space
@@ -208,7 +208,7 @@ def test_calibration_networks_span_the_space(space):
     """What a calibration measures: the published variants the space holds, its smallest and largest
     networks, and networks between them evenly spread in log predicted latency; chosen without measuring."""
     pred = LatencyPredictor(random_table(space, seed=5), space)
-    archs = calibration_archs(pred, n=8, seed=0)
+    archs = calibration_archs(pred, n=8, seed=0, n_uniform=0)
     variants = [space.canonical(v) for v in ("s0", "s1", "s2", "l") if space.fits(v)]
     assert archs[:len(variants)] == variants
     assert space.min_arch() in archs and space.max_arch() in archs
@@ -219,6 +219,22 @@ def test_calibration_networks_span_the_space(space):
     assert len(between) == 6
     step = (hi - lo) / 7                                           # six points evenly spaced between the ends
     assert np.all(np.abs(between - (lo + step * np.arange(1, 7))) < step / 2)
-    assert calibration_archs(pred, n=8, seed=0) == archs           # deterministic for a seed
-    assert calibration_archs(pred, n=8, seed=1)[len(variants) + 2:] != archs[len(variants) + 2:]
-    assert calibration_archs(pred, n=2, seed=0) == archs[:len(variants) + 2]
+    assert calibration_archs(pred, n=8, seed=0, n_uniform=0) == archs           # deterministic for a seed
+    assert calibration_archs(pred, n=8, seed=1, n_uniform=0)[len(variants) + 2:] != archs[len(variants) + 2:]
+    assert calibration_archs(pred, n=2, seed=0, n_uniform=0) == archs[:len(variants) + 2]
+
+
+@pytest.mark.parametrize("space", [DEFAULT_SPACE, CPU_SPACE, TINY_SPACE], ids=lambda s: s.name)
+def test_calibration_networks_include_uniformly_random_subnets(space):
+    """Besides the networks that span the range, a calibration measures subnets drawn as the space samples
+    them (the mix of unit kinds a search and a validation meet most), none twice, none a spanning one."""
+    pred = LatencyPredictor(random_table(space, seed=5), space)
+    spanning = calibration_archs(pred, n=8, seed=0, n_uniform=0)
+    archs = calibration_archs(pred, n=8, seed=0, n_uniform=5)
+    assert archs[:len(spanning)] == spanning
+    uniform = archs[len(spanning):]
+    assert len(uniform) == 5 and len({a.to_json() for a in archs}) == len(archs)
+    assert {a.to_json() for a in uniform} <= {space.sample(i).to_json() for i in range(50)}
+    assert calibration_archs(pred, n=8, seed=0) == calibration_archs(pred, n=8, seed=0, n_uniform=N_UNIFORM)
+    assert len(calibration_archs(pred, n=8, seed=0)) == len(spanning) + N_UNIFORM
+    assert calibration_archs(pred, n=8, seed=1, n_uniform=5)[len(spanning):] != uniform

@@ -15,7 +15,7 @@ from nas.latency.validation import validate
 def test_calibrate_then_validate_on_a_measured_tiny_table(tiny_table, tmp_path):
     raw = LatencyPredictor.from_table(tiny_table)
     assert raw.calibration is None and raw.space.name == "tiny" and raw.img_size == 64
-    cal = calibrate(str(tiny_table), n_random=6, out_dir=tmp_path / "cal", progress=False)
+    cal = calibrate(str(tiny_table), n_random=4, n_uniform=2, out_dir=tmp_path / "cal", progress=False)
     stored = json.loads(calibration_path(tiny_table).read_text())
     assert stored["n"] == 6 and len(stored["archs"]) == 6 and stored["model"] in ("scale", "affine")
     assert set(stored["report"]["loo_mape_pct"]) == {"scale", "affine"}     # 6 networks: per_kind not eligible

@@ -123,10 +123,11 @@ def test_whole_networks_for_calibration_go_through_the_same_jobs(hub, tmp_path, 
     assert aihub.main(args) == 0                           # the device's own table, in the user's cache
     n = len(hub.submitted)
     from nas.cli import calibrate
-    assert calibrate.main(["--target", "galaxy-s24", "--n", "4", "--no-progress", "--out-dir", str(tmp_path)]) == 0
+    assert calibrate.main(["--target", "galaxy-s24", "--n", "4", "--uniform", "1", "--no-progress",
+                           "--out-dir", str(tmp_path)]) == 0
     nets = [(k, u) for k, u, _ in hub.submitted[n:]]
-    assert len(nets) == 8 and all(u.startswith("net-") for _, u in nets)       # 4 networks: compile + profile
-    assert "calibration on 4 networks" in capsys.readouterr().out
+    assert len(nets) == 10 and all(u.startswith("net-") for _, u in nets)      # 5 networks: compile + profile
+    assert "calibration on 5 networks" in capsys.readouterr().out
 
 
 def test_units_that_fell_back_to_the_cpu_are_reported_and_can_be_kept_out_of_the_search(hub, tmp_path):

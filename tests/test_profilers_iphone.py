@@ -78,5 +78,6 @@ def test_whole_networks_for_calibration_are_timed_on_the_phone(phone, tmp_path, 
     assert coreml.main(args) == 0
     n = len(phone.loads)
     from nas.cli import calibrate
-    assert calibrate.main(["--target", "iphone12", "--n", "4", "--no-progress", "--out-dir", str(tmp_path)]) == 0
-    assert len(phone.loads) - n == 4 and "calibration on 4 networks" in capsys.readouterr().out
+    assert calibrate.main(["--target", "iphone12", "--n", "4", "--uniform", "2", "--no-progress",
+                           "--out-dir", str(tmp_path)]) == 0
+    assert len(phone.loads) - n == 6 and "calibration on 6 networks" in capsys.readouterr().out

@@ -1,8 +1,9 @@
 """Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
 
 The networks (:func:`calibration_archs`: S0/S1/S2/L where the space holds them, the space's smallest and
-largest networks, and networks between them chosen by predicted latency, so that the fit spans the whole
-range the predictor is asked about) are measured with the table's own runtime and protocol, interleaved
+largest networks, networks between them chosen by predicted latency, so that the fit spans the whole range
+the predictor is asked about, and uniformly random subnets, the networks a search or a validation draws
+most, so that the fit is not tilted towards the others) are measured with the table's own runtime and protocol, interleaved
 with the probe units and put on the table's scale (resumable: measurements are kept in
 ``runs/calibrate/``). The calibration (:mod:`nas.latency.calibration`: non-negative, fitted on relative
 error, the simplest model that its leave-one-out error supports, clipped to the measured range) is written
@@ -25,32 +26,53 @@ from nas.latency.predictor import LatencyPredictor, MissingLatencyError
 from nas.space.arch import Arch
 from profilers.tables.table import LatencyTable
 
-__all__ = ["calibrate", "calibration_archs", "format_report", "VARIANTS"]
+__all__ = ["calibrate", "calibration_archs", "format_report", "N_UNIFORM", "VARIANTS"]
 
 VARIANTS = ("s0", "s1", "s2", "l")
 #: the pool of random subnets the networks between the smallest and the largest are chosen from: this many
 #: per share of kept slots (and of attention where allowed) in ``POOL_KEEP``, so that it reaches both ends
 POOL_PER_LEVEL = 4000
 POOL_KEEP = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: uniformly random subnets a calibration measures by default, besides the networks that span the range
+N_UNIFORM = 8
 
 
-def calibration_archs(pred: LatencyPredictor, n: int = 8, seed: int = 0) -> list[Arch]:
-    """The networks a calibration measures, spanning the range of ``pred``'s space: the published variants
-    that are points of it (S0, S1, S2, L), then ``n`` more: its smallest and largest networks
+def calibration_archs(pred: LatencyPredictor, n: int = 8, seed: int = 0, n_uniform: int = N_UNIFORM) -> list[Arch]:
+    """The networks a calibration measures: the published variants that are points of ``pred``'s space
+    (S0, S1, S2, L), then ``n`` that span its range: its smallest and largest networks
     (``space.min_arch()``, ``space.max_arch()``; always both) and ``n - 2`` between them, at evenly spaced
     points of the logarithm of the predicted latency (the uncalibrated sum of blocks, since the calibration
-    is fitted on relative error), each the random subnet of a seeded pool closest to its point. No network
-    twice; the same networks for the same predictor table and seed. Measures nothing."""
+    is fitted on relative error), each the random subnet of a seeded pool closest to its point; then
+    ``n_uniform`` subnets drawn as :meth:`~nas.space.spaces.SearchSpace.sample` draws them (seeds
+    ``seed * 100_003 + i``, the scheme :mod:`nas.latency.validation` draws its held-out subnets by, far from
+    its seeds). The spanning networks are chosen for their latency alone, so their mix of unit kinds is not a
+    typical one and a fit on them alone can be tilted away from the subnets a search meets most; the uniform
+    ones anchor it there. No network twice; the same networks for the same
+    predictor table and seed. Measures nothing."""
     space = pred.space
     chosen = [space.canonical(v) for v in VARIANTS if space.fits(v)]
     ends = [space.min_arch(), space.max_arch()]
     chosen += [a for a in ends if a not in chosen]
     between = max(n - 2, 0)
-    if not between:
-        return chosen
+    if between:
+        chosen += _between(pred, ends, between, seed, taken={row.tobytes() for row in space.encode(chosen)})
+    uniform, i = [], 0
+    while len(uniform) < n_uniform:
+        a = space.sample(seed * 100_003 + i)
+        i += 1
+        if a not in chosen and a not in uniform:
+            uniform.append(a)
+        if i > 100 * (n_uniform + 1):           # a space with fewer distinct subnets than asked for
+            break
+    return chosen + uniform
+
+
+def _between(pred: LatencyPredictor, ends: list[Arch], between: int, seed: int, taken: set) -> list[Arch]:
+    """``between`` networks of a seeded pool at evenly spaced points of log predicted latency between
+    ``ends``, none of ``taken`` (encoded rows as bytes)."""
+    space, chosen = pred.space, []
     pool = np.concatenate([space.sample_encoded(POOL_PER_LEVEL, seed=seed * len(POOL_KEEP) + i, keep_prob=p,
                                                 attn_prob=p) for i, p in enumerate(POOL_KEEP)])
-    taken = {row.tobytes() for row in space.encode(chosen)}
     log_lat = np.log(pred.block_sum_many(pool))
     lo, hi = np.log(pred.block_sum_many(ends))
     for target in np.linspace(lo, hi, between + 2)[1:-1]:
@@ -64,9 +86,11 @@ def calibration_archs(pred: LatencyPredictor, n: int = 8, seed: int = 0) -> list
 
 def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: int = 0,
               threads: int | None = None, out_dir: str | Path = "runs/calibrate", root=None,
-              progress: bool = True, allow_foreign: bool | None = None, verify: str = "probe") -> Calibration:
-    """Measure the networks of :func:`calibration_archs` (S0/S1/S2/L where the table's space holds them, and
-    ``n_random`` networks from its smallest to its largest), fit, store.
+              progress: bool = True, allow_foreign: bool | None = None, verify: str = "probe",
+              n_uniform: int = N_UNIFORM) -> Calibration:
+    """Measure the networks of :func:`calibration_archs` (S0/S1/S2/L where the table's space holds them,
+    ``n_random`` networks from its smallest to its largest and ``n_uniform`` uniformly random subnets), fit,
+    store.
 
     The table must be one this machine can measure networks for (not a reference device's, which ships
     as it is) and describe this host (``verify``: ``"probe"``, the probe re-measured too, or
@@ -74,6 +98,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     are claimed before anything is measured, and the table's lock is held until the calibration is
     written."""
     n_random = NONNEGATIVE_INT.check("n_random", n_random)
+    n_uniform = NONNEGATIVE_INT.check("n_uniform", n_uniform)
     seed = WHOLE.check("seed", seed)
     if threads is not None:
         threads = POSITIVE_INT.check("threads", threads)
@@ -84,7 +109,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     path = table.path
     claim_output(calibration_path(path))
     claim_output(out_dir, folder=True)
-    archs = calibration_archs(pred, n_random, seed)
+    archs = calibration_archs(pred, n_random, seed, n_uniform)
     if len(archs) < 3:
         raise CalibrationError(f"a calibration needs at least 3 networks: the space {pred.space.name!r} holds "
                                f"{len(archs)} published variant(s) and ends together; ask for more networks (--n)")
