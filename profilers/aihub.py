@@ -25,17 +25,13 @@ from pathlib import Path
 
 from nas.core.cli import command, positive_int
 from nas.core.values import TEXT, one_of, setting
-from nas.space.spaces import get_space
-from nas.space.units import space_units
 
-from profilers.devices import get_device
 from profilers.formats.convert import export_onnx
 from profilers.plugin.base import Profiler
-from profilers.plugin.cli import build_parser, default_out, run_cli, run_options, user_errors
+from profilers.plugin.cli import build_parser, run_cli, run_options, run_target, user_errors
 from profilers.plugin.options import OptionsError, RuntimeOptions
 from profilers.runtimes import UnitFailed, register_runtime
 from profilers.tables.meta import TableMeta
-from profilers.tables.runs import parse_shard, shard_specs
 from profilers.tables.table import existing_keys
 from profilers.timing.protocol import LatencyStats
 from profilers.transports import aihub as hub
@@ -207,16 +203,15 @@ class AIHubProfiler(Profiler):
 def dry_run(argv) -> int:
     """``--dry-run``: the units the table lacks and the jobs a run would submit for them (the ledger's jobs
     are collected, not submitted again), with no network call and no export."""
-    args = build_parser(AIHubProfiler).parse_args(argv)
+    ap = build_parser(AIHubProfiler)
+    args = ap.parse_args(argv)
     with user_errors():
-        device = get_device(args.device)
-        options = run_options(AIHubProfiler, device, args)
-        shard = parse_shard(args.shard)
-        out = Path(args.out) if args.out else default_out(device.name, AIHubProfiler.name, shard)
-        specs = shard_specs(space_units(get_space(args.space), args.img_size, args.num_classes), shard)
+        target = run_target(AIHubProfiler, ap, args)
+        out = target.out
+        options = run_options(AIHubProfiler, target.device, args)
         have = existing_keys(out)
-        todo = [s.key for s in specs if s.key not in have][:args.limit]
-        prof = AIHubProfiler(device, options=options, max_jobs=args.max_jobs)
+        todo = [s.key for s in target.shard_specs if s.key not in have][:args.limit]
+        prof = AIHubProfiler(target.device, options=options, max_jobs=args.max_jobs)
         run = hub.submit_all(dict.fromkeys(todo, ""), options.hub_device, hub.ledger_path(out), dry_run=True,
                              target_runtime=options.target_runtime, profile_options=prof.profile_options(),
                              retry_failed=args.retry_failed)

@@ -23,7 +23,7 @@ from nas.core.cli import ArgumentParser, add_common_args, command, nonnegative_i
 from nas.core.files import claim_output
 from nas.core.errors import UserError
 from nas.core.values import FLAG, add_setting
-from nas.space.spaces import get_space
+from nas.space.spaces import SearchSpace, get_space
 from nas.space.units import probe_units, space_units
 
 from profilers.devices import Device, DeviceError, get_device, list_devices
@@ -33,8 +33,8 @@ from profilers.tables.runs import parse_shard, run_table, shard_specs
 from profilers.tables.table import coverage_report, table_path
 from profilers.timing.protocol import Protocol
 
-__all__ = ["build_parser", "run_options", "default_out", "parse_cpus", "user_errors", "run_cli", "main", "dispatch",
-           "format_devices"]
+__all__ = ["build_parser", "run_options", "default_out", "parse_cpus", "user_errors", "RunTarget", "run_target",
+           "run_cli", "main", "dispatch", "format_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,37 @@ def user_errors() -> Iterator[None]:
         raise UserError(str(e)) from e
 
 
+@dataclasses.dataclass(frozen=True)
+class RunTarget:
+    """What a command line asks a plugin to measure: the device, the space, this run's shard of its units
+    and the table they go to."""
+    device: Device
+    space: SearchSpace
+    shard: tuple | None
+    specs: list
+    out: Path
+
+    @property
+    def shard_specs(self) -> list:
+        """The units of this run's shard."""
+        return shard_specs(self.specs, self.shard)
+
+
+def run_target(profiler_cls, ap: argparse.ArgumentParser, args: argparse.Namespace) -> RunTarget:
+    """The device, space, shard, units and output table of ``args`` (parsed by ``ap``, from
+    :func:`build_parser`); a reference device is refused. Call within :func:`user_errors`."""
+    if not args.device:
+        ap.error("--device is required (see --list-devices)")
+    device = get_device(args.device)
+    if device.connection_type == "reference":
+        raise DeviceError(f"{device.name!r} is a reference device: its tables were measured on another machine "
+                          f"and ship as they are. To measure this machine, use --device local-cpu")
+    shard = parse_shard(args.shard)
+    space = get_space(args.space)
+    return RunTarget(device, space, shard, space_units(space, args.img_size, args.num_classes),
+                     Path(args.out) if args.out else default_out(device.name, profiler_cls.name, shard))
+
+
 def run_cli(profiler_cls, argv: Sequence[str]) -> int:
     """``python -m profilers.<runtime>`` without the error handling of :func:`main` (for commands that
     extend it, such as ``python -m profilers.coreml``)."""
@@ -145,17 +176,9 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
     if args.list_devices:
         print(format_devices())
         return 0
-    if not args.device:
-        ap.error("--device is required (see --list-devices)")
     with user_errors():
-        device = get_device(args.device)
-        if device.connection_type == "reference":
-            raise DeviceError(f"{device.name!r} is a reference device: its tables were measured on another machine "
-                              f"and ship as they are. To measure this machine, use --device local-cpu")
-        space = get_space(args.space)
-        shard = parse_shard(args.shard)
-        specs = space_units(space, args.img_size, args.num_classes)
-        out = Path(args.out) if args.out else default_out(device.name, profiler_cls.name, shard)
+        target = run_target(profiler_cls, ap, args)
+        device, space, shard, out = target.device, target.space, target.shard, target.out
         if args.coverage:
             text, missing = coverage_report(out, space, args.img_size, args.num_classes)
             print(text)
@@ -169,7 +192,7 @@ def run_cli(profiler_cls, argv: Sequence[str]) -> int:
         if args.keep_exports:
             claim_output(args.keep_exports, folder=True)
         torch.set_num_threads(max(1, prof.threads))
-        res = run_table(prof, shard_specs(specs, shard), out, space_name=space.name, img_size=args.img_size,
+        res = run_table(prof, target.shard_specs, out, space_name=space.name, img_size=args.img_size,
                         num_classes=args.num_classes, limit=args.limit, progress=not args.no_progress, shard=shard,
                         probe_specs=probe_units() if device.local else None, space=space.to_dict())
     log.info("%s: measured %d unit(s) in %.1f s, %d already present, %d left", res.path, res.measured, res.seconds,
