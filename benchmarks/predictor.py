@@ -106,14 +106,15 @@ def first_use(supernet: str | None, cache: Path) -> float:
 
 def ends(pred: LatencyPredictor, target: str, out_dir: str, factor: float) -> None:
     """The space's smallest network, S0 and its largest, measured end to end and predicted."""
-    from nas.latency.networks import measure_archs, table_profiler
+    from nas.latency.networks import measure_archs, table_key, table_profiler
     from profilers.tables.table import LatencyTable
     space = pred.space
     named = [("smallest", space.min_arch())] + ([("S0", space.canonical("s0"))] if space.fits("s0") else []) \
         + [("largest", space.max_arch())]
     table = LatencyTable.read(target)
     rows = measure_archs([a for _, a in named], table_profiler(table), out_dir, "ends", pred.img_size,
-                         pred.num_classes, desc="smallest, S0, largest", progress=False)
+                         pred.num_classes, desc="smallest, S0, largest", progress=False,
+                         table=table_key(table))        # keyed by the table: a fresh table measures them afresh
     for (name, arch), ms in zip(named, rows["p50_ms"]):
         p = pred.predict(arch)
         print(f"{name:9s} measured {ms:8.3f} ms   predicted {p:8.3f} ms ({100 * (p / ms - 1):+6.1f} %), with the "
