@@ -41,6 +41,13 @@ def test_a_dry_run_says_what_it_would_submit_without_the_client(monkeypatch, tmp
     said = capsys.readouterr().out
     assert "10 to measure" in said and "10 compile and 10 profile job(s), 4 unit(s) at a time (3 wave(s))" in said
     assert not out.exists() and not ledger_path(out).exists()
+    # the dry run resolves its target as a run does: a reference device is refused, --device is required
+    assert aihub.main(["--device", "ref-epyc", "--dry-run", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'ref-epyc' is a reference device" in err
+    with pytest.raises(SystemExit) as e:
+        aihub.main(["--dry-run"])
+    assert e.value.code == 2 and "--device is required" in capsys.readouterr().err
 
 
 def test_a_table_from_hosted_jobs_keeps_going_past_a_failed_job(hub, tmp_path, capsys):
