@@ -125,8 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--num-classes", type=int, default=1000)
     ap.add_argument("--n", type=int, default=50, help="validation subnets (default 50)")
     ap.add_argument("--repeat", type=int, default=10, help="of them measured twice (default 10)")
-    ap.add_argument("--calib-random", type=int, default=8, help="networks from the smallest to the largest in the calibration, besides "
-                         "S0/S1/S2/L and 8 uniformly random subnets (default 8)")
+    ap.add_argument("--calib-random", type=int, default=8,
+                    help="networks from the smallest to the largest in the calibration, besides S0/S1/S2/L and 8 "
+                         "uniformly random subnets (default 8)")
     ap.add_argument("--budget-s", type=float, default=480.0, help="start no stage after this many seconds")
     ap.add_argument("--chunk", type=int, default=2 * DEFAULT_BATCH,
                     help="units profiled between two looks at the budget (default %(default)s)")

@@ -1,11 +1,11 @@
 """Fit the predictor's calibration on whole networks measured end to end, and store it with the table.
 
 The networks (:func:`calibration_archs`: S0/S1/S2/L where the space holds them, the space's smallest and
-largest networks, networks between them chosen by predicted latency, so that the fit spans the whole range
-the predictor is asked about, and uniformly random subnets, the networks a search or a validation draws
-most, so that the fit is not tilted towards the others) are measured with the table's own runtime and protocol, interleaved
-with the probe units and put on the table's scale (resumable: measurements are kept in
-``runs/calibrate/``). The calibration (:mod:`nas.latency.calibration`: non-negative, fitted on relative
+largest networks and networks between them chosen by predicted latency, so that the fit spans the whole
+range the predictor is asked about, and uniformly random subnets, the kind of network a search or a
+validation meets most, so that the fit is not tilted away from them) are measured with the table's own
+runtime and protocol, interleaved with the probe units and put on the table's scale (resumable:
+measurements are kept in ``runs/calibrate/``). The calibration (:mod:`nas.latency.calibration`: non-negative, fitted on relative
 error, the simplest model that its leave-one-out error supports, clipped to the measured range) is written
 beside the table as ``*.calibration.json``, where :meth:`nas.latency.predictor.LatencyPredictor.from_table`
 picks it up. Command: ``python -m nas.calibrate``.
@@ -43,11 +43,11 @@ def calibration_archs(pred: LatencyPredictor, n: int = 8, seed: int = 0, n_unifo
     (``space.min_arch()``, ``space.max_arch()``; always both) and ``n - 2`` between them, at evenly spaced
     points of the logarithm of the predicted latency (the uncalibrated sum of blocks, since the calibration
     is fitted on relative error), each the random subnet of a seeded pool closest to its point; then
-    ``n_uniform`` subnets drawn as :meth:`~nas.space.spaces.SearchSpace.sample` draws them (seeds
-    ``seed * 100_003 + i``, the scheme :mod:`nas.latency.validation` draws its held-out subnets by, far from
-    its seeds). The spanning networks are chosen for their latency alone, so their mix of unit kinds is not a
-    typical one and a fit on them alone can be tilted away from the subnets a search meets most; the uniform
-    ones anchor it there. No network twice; the same networks for the same
+    ``n_uniform`` subnets drawn as :meth:`~nas.space.spaces.SearchSpace.sample` draws them, with seeds
+    ``seed * 100_003 + i`` (:mod:`nas.latency.validation` draws by the same scheme from seed 10,000 on and
+    leaves out every calibration network). The spanning networks are chosen for their latency alone, so
+    their mix of unit kinds is not a typical one and a fit on them alone can be tilted away from the subnets
+    a search meets most; the uniform ones anchor it there. No network twice; the same networks for the same
     predictor table and seed. Measures nothing."""
     space = pred.space
     chosen = [space.canonical(v) for v in VARIANTS if space.fits(v)]
