@@ -388,6 +388,7 @@ IMPOSSIBLE = [
     ("onnxruntime", ["--device", "local-cpu", "--out", "latency_tables/ref-epyc.onnxruntime.csv"], "shipped"),
     ("validate", ["--repeat", "-1"], "--repeat"), ("validate", ["--n", "0"], "--n"),
     ("validate", ["--tolerance", "0"], "--tolerance"), ("validate", ["--target", "ref-epyc"], "reference device"),
+    ("validate", ["--quick", "--target", "ref-epyc"], "reference device"),
     ("calibrate", ["--n", "0"], "--n"), ("calibrate", ["--threads", "0"], "--threads"),
     ("calibrate", ["--target", "ref-epyc", "--n", "1"], "reference device"),
     ("describe", ["--img-size", "33"], "--img-size"), ("describe", ["--num-classes", "0"], "--num-classes"),

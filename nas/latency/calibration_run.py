@@ -21,10 +21,9 @@ from nas.core.files import atomic_write_text, claim_output, exclusive
 from nas.core.values import NONNEGATIVE_INT, POSITIVE_INT, WHOLE
 from nas.latency.calibration import Calibration, CalibrationError, calibration_path
 from nas.latency.host_factor import reference_networks, time_references
-from nas.latency.networks import measure_archs, table_key, table_profiler
+from nas.latency.networks import measure_archs, table_key, table_profiler, table_to_time
 from nas.latency.predictor import LatencyPredictor, MissingLatencyError
 from nas.space.arch import Arch
-from profilers.tables.table import LatencyTable
 
 __all__ = ["calibrate", "calibration_archs", "format_report", "N_UNIFORM", "VARIANTS"]
 
@@ -102,8 +101,7 @@ def calibrate(target: str, runtime: str | None = None, n_random: int = 8, seed: 
     seed = WHOLE.check("seed", seed)
     if threads is not None:
         threads = POSITIVE_INT.check("threads", threads)
-    table = LatencyTable.read(target, runtime, root)
-    table.check_measurable_here("calibrate")
+    table = table_to_time(target, runtime, root, "calibrate")
     table.verify_host(probe=verify == "probe", allow_foreign=allow_foreign)
     pred = LatencyPredictor.of_table(table, calibrated=False)
     path = table.path

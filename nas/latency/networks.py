@@ -28,10 +28,19 @@ from profilers.tables.table import LatencyTable
 from profilers.timing.batch import measure_batches
 from profilers.timing.host import host_id
 
-__all__ = ["table_profiler", "network_builder", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv",
+__all__ = ["table_to_time", "table_profiler", "network_builder", "measure_archs", "measurement_settings", "table_key", "fidelity", "archs_from_csv",
            "COLUMNS"]
 
 COLUMNS = ["arch", "p50_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "cv", "n", "measured_at", "probe_factor"]
+
+
+def table_to_time(target: str, runtime: str | None, root, command: str) -> LatencyTable:
+    """The table of ``target`` read for whole networks to be timed against it, here or on its device
+    (``command``: calibrate, validate); :class:`~profilers.tables.table.TableError` when it is a reference
+    device's table, which was measured on another machine and ships as it is."""
+    table = LatencyTable.read(target, runtime, root)
+    table.check_measurable_here(command)
+    return table
 
 
 def table_profiler(table: LatencyTable, threads: int | None = None):

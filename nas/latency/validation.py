@@ -25,9 +25,8 @@ from nas.core.files import atomic_open, claim_output, exclusive
 from nas.core.plotting import pyplot, save_figure
 from nas.core.values import NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, WHOLE
 from nas.latency.host_factor import measure_host_factor
-from nas.latency.networks import fidelity, measure_archs, table_key, table_profiler
+from nas.latency.networks import fidelity, measure_archs, table_key, table_profiler, table_to_time
 from nas.latency.predictor import LatencyPredictor
-from profilers.tables.table import LatencyTable
 from profilers.timing.probe import DEFAULT_TOLERANCE, ProbeCheck
 
 __all__ = ["validate", "quick_check", "repeatability", "QuickReport", "format_report", "plot", "VALIDATION_SEED", "QUICK_N"]
@@ -76,8 +75,7 @@ def validate(target: str, runtime: str | None = None, n: int = 100, seed: int = 
     seed = WHOLE.check("seed", seed)
     if threads is not None:
         threads = POSITIVE_INT.check("threads", threads)
-    table = LatencyTable.read(target, runtime, root)
-    table.check_measurable_here("validate")
+    table = table_to_time(target, runtime, root, "validate")
     if predictor is None:
         table.verify_host(probe=True, allow_foreign=allow_foreign)
     pred = predictor or LatencyPredictor.of_table(table)
@@ -169,11 +167,12 @@ def quick_check(target: str = "local-cpu", runtime: str | None = None, n: int = 
                 tolerance: float = DEFAULT_TOLERANCE, max_mape: float = QUICK_MAX_MAPE, root=None,
                 progress: bool = False) -> QuickReport:
     """Re-measure the probe and ``n`` networks (under a minute on a CPU) and judge whether the table
-    still describes this host. Never raises for a foreign table: that is a verdict."""
+    still describes this host. Never raises for a foreign table: that is a verdict. A reference device's
+    table is refused, as by :func:`validate`: networks timed here cannot judge it."""
     n = POSITIVE_INT.check("n", n)
     tolerance = POSITIVE_FLOAT.check("tolerance", tolerance)
     t0 = time.perf_counter()
-    table = LatencyTable.read(target, runtime, root)
+    table = table_to_time(target, runtime, root, "validate")
     pred = LatencyPredictor.of_table(table)
     rep = QuickReport(str(table.path), True)
     meta = table.meta
