@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from nas.latency.calibration import Calibration
 from nas.latency.networks import network_builder, table_profiler
 from nas.space.arch import Arch
 from nas.space.spaces import SearchSpace
-from profilers.tables.table import ALLOW_ENV, ForeignTableError, ForeignTableWarning
+from profilers.tables.table import refuse_foreign
 from profilers.timing.host import pinned
 
 __all__ = ["HostFactor", "STEADY", "FOREIGN", "reference_networks", "time_references", "measure_host_factor",
@@ -131,15 +129,9 @@ def measure_host_factor(table, calibration: Calibration, *, threads: int | None 
     steady = max(readings) / min(readings) - 1 <= STEADY
     hf = HostFactor(round(factor, 4), readings, tuple(then), steady, round(time.perf_counter() - t0, 2))
     if steady and abs(math.log(factor)) > math.log1p(FOREIGN):
-        msg = (f"latency table {table.path} does not describe this host as it runs now: {hf.describe()}, beyond "
-               f"{FOREIGN * 100:.0f} %. Another machine, or one much busier than at calibration: profile it again "
-               f"with {table.meta.profile_command()}")
-        if allow_foreign is None:
-            allow_foreign = os.environ.get(ALLOW_ENV, "") not in ("", "0")
-        if not allow_foreign:
-            raise ForeignTableError(msg + f"; or, to use it anyway, pass allow_foreign=True / --allow-foreign-table "
-                                          f"(or set {ALLOW_ENV}=1)")
-        warnings.warn("USING ANOTHER MACHINE'S TABLE ON PURPOSE: " + msg, ForeignTableWarning, stacklevel=2)
+        refuse_foreign(f"latency table {table.path} does not describe this host as it runs now: {hf.describe()}, "
+                       f"beyond {FOREIGN * 100:.0f} %. Another machine, or one much busier than at calibration: "
+                       f"profile it again with {table.meta.profile_command()}", allow_foreign)
     return hf
 
 

@@ -45,7 +45,7 @@ from profilers.tables.meta import TableError, TableMeta, meta_path, now_iso
 from profilers.timing.host import differences, fingerprint, host_id
 from profilers.timing.probe import DEFAULT_TOLERANCE, ProbeCheck, check_probe
 
-__all__ = ["LatencyTable", "TableError", "TableWriter", "HostCheck", "ForeignTableError", "ForeignTableWarning",
+__all__ = ["LatencyTable", "TableError", "TableWriter", "HostCheck", "ForeignTableError", "ForeignTableWarning", "refuse_foreign",
            "SPEC_COLUMNS", "STAT_COLUMNS", "COLUMNS", "TABLES_DIR", "ALLOW_ENV", "TRY_WITHOUT_A_DEVICE",
            "locate", "table_path", "tables_dir", "user_cache_dir", "host_tables_dir", "device_tables_dir", "read_rows", "read_table",
            "format_row", "check_stats", "existing_keys", "merge_tables", "scale_rows", "meta_path", "now_iso",
@@ -436,15 +436,10 @@ class LatencyTable:
         check = self.check_host(probe=probe, tolerance=tolerance)
         if check.ok:
             return check
-        msg = (f"latency table {self.path} does not describe this host ({check.describe()}). Its latencies are "
-               f"another machine's: profile this host with {self.meta.profile_command()}")
-        if allow_foreign is None:
-            allow_foreign = os.environ.get(ALLOW_ENV, "") not in ("", "0")
-        if allow_foreign:
-            warnings.warn("USING ANOTHER MACHINE'S TABLE ON PURPOSE: " + msg, ForeignTableWarning, stacklevel=3)
-            return check
-        raise ForeignTableError(msg + f"; or, to use it anyway, pass allow_foreign=True / --allow-foreign-table "
-                                      f"(or set {ALLOW_ENV}=1)")
+        refuse_foreign(f"latency table {self.path} does not describe this host ({check.describe()}). Its latencies "
+                       f"are another machine's: profile this host with {self.meta.profile_command()}", allow_foreign,
+                       stacklevel=3)
+        return check
 
     def check_measurable_here(self, command: str) -> None:
         """:class:`TableError` when this is a reference device's table: it was measured on another machine
@@ -454,6 +449,18 @@ class LatencyTable:
             raise TableError(f"{self.path} is the table of the reference device {self.meta.device.name!r}: it was "
                              f"measured on another machine and ships as it is, so networks timed here cannot "
                              f"{command} it. To {command} this machine's table: --target {of}")
+
+
+def refuse_foreign(msg: str, allow_foreign: bool | None = None, stacklevel: int = 2) -> None:
+    """:class:`ForeignTableError` saying ``msg`` (why the table is not this host's and what to do) and how to
+    use it anyway; with ``allow_foreign`` (None: ``$EFFV2_ALLOW_FOREIGN_TABLE``) a loud
+    :class:`ForeignTableWarning` instead, attributed ``stacklevel`` frames up from the caller."""
+    if allow_foreign is None:
+        allow_foreign = os.environ.get(ALLOW_ENV, "") not in ("", "0")
+    if not allow_foreign:
+        raise ForeignTableError(msg + f"; or, to use it anyway, pass allow_foreign=True / --allow-foreign-table "
+                                      f"(or set {ALLOW_ENV}=1)")
+    warnings.warn("USING ANOTHER MACHINE'S TABLE ON PURPOSE: " + msg, ForeignTableWarning, stacklevel=stacklevel + 1)
 
 
 def check_host(path: str | Path, meta: TableMeta, *, probe: bool | ProbeMeasure = False,
