@@ -390,8 +390,7 @@ class LatencyPredictor:
     def for_space(self, space: SearchSpace | str) -> "LatencyPredictor":
         """The same table, calibration and settings predicting the architectures of another space (one
         whose units the table may or may not hold: :meth:`missing_keys` says)."""
-        return type(self)(self.table, space, self.img_size, self.num_classes, self.calibration, self.fallback,
-                          self.meta, self.mes_fn, self.source)
+        return self._replace(space=space)
 
     def rescaled(self, factor: float) -> "LatencyPredictor":
         """The same predictor with every prediction multiplied by ``factor`` (this host's speed now against
@@ -399,8 +398,7 @@ class LatencyPredictor:
         the calibration's coefficients carry it."""
         if self.calibration is None:
             raise ValueError("only a calibrated predictor is rescaled: run python -m nas.calibrate")
-        return type(self)(self.table, self.space, self.img_size, self.num_classes, self.calibration.scaled(factor),
-                          self.fallback, self.meta, self.mes_fn, self.source)
+        return self._replace(calibration=self.calibration.scaled(factor))
 
     def forbidding(self, keys) -> "LatencyPredictor":
         """The same table, calibration and settings with the units ``keys`` priced at infinity: a network that
@@ -409,8 +407,15 @@ class LatencyPredictor:
         (:func:`profilers.tables.table.fallbacks`). Keys the table lacks stay missing."""
         table = dict(self.table)
         table.update({k: math.inf for k in keys if k in table})
-        return _Forbidding(table, self.space, self.img_size, self.num_classes, self.calibration, self.fallback,
-                           self.meta, self.mes_fn, self.source)
+        return self._replace(_Forbidding, table=table)
+
+    def _replace(self, cls: type | None = None, **changes) -> "LatencyPredictor":
+        """A predictor (of ``cls``, default this one's class) with this one's table and settings but
+        ``changes`` (keyword arguments of ``__init__``)."""
+        kept = dict(table=self.table, space=self.space, img_size=self.img_size, num_classes=self.num_classes,
+                    calibration=self.calibration, fallback=self.fallback, meta=self.meta, mes=self.mes_fn,
+                    source=self.source)
+        return (cls or type(self))(**{**kept, **changes})
 
     @property
     def forbidden(self) -> list[str]:
